@@ -1,0 +1,20 @@
+"""darla.envs: the SeekAvoid transfer domains on miniworld, domain-shift wrappers, stage-1 frame
+datasets and ground-truth factor datasets.
+
+Importing this package makes miniworld render headless (``PYGLET_HEADLESS=1``, set before miniworld
+or pyglet is imported; set it to ``0`` yourself beforehand to get a window) and registers
+``darla/SeekAvoid-v0`` with gymnasium.
+"""
+
+import os
+
+os.environ.setdefault("PYGLET_HEADLESS", "1")
+
+import gymnasium  # noqa: E402
+
+from envs.factors import FactorDataset, factor_dataset, list_factor_datasets, register_factor_dataset  # noqa: E402
+
+if "darla/SeekAvoid-v0" not in gymnasium.registry:
+    gymnasium.register(id="darla/SeekAvoid-v0", entry_point="envs.seekavoid:SeekAvoidEnv")
+
+# Shared file: each module appends its own export line below.
