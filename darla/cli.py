@@ -1,0 +1,145 @@
+"""The ``darla`` command line: ``darla run`` for the whole pipeline, one subcommand per stage.
+
+Every subcommand prints a short summary and where its artefacts are; ``darla <cmd> --help`` documents
+its options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from darla.config import ConfigError
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="collect → vision → policy → zero-shot evaluation → report",
+                       description="Run all three stages. Finished stages are reused; a killed run resumes.")
+    p.add_argument("--config", type=Path, help="YAML config (defaults: configs/default.yaml values)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set policy.steps=50000 (repeatable)")
+    p.add_argument("--out", type=Path, default=Path("runs/default"), help="run directory (default: runs/default)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def _add_collect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("collect", help="render stage-1 frames over a split's domains")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--frames", type=int, default=20_000)
+    p.add_argument("--split", default="source", help="split name or comma-separated domain names")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--obs-size", type=int, default=64)
+    p.add_argument("--layout", default="choice", choices=["choice", "collect"])
+    p.add_argument("--policy", default="random")
+
+
+def _add_train_vision(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-vision", help="train a vision model of the zoo on collected frames")
+    p.add_argument("--model", default="beta_vae_dae")
+    p.add_argument("--data", type=Path, required=True, help="a directory made by `darla collect`")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--beta", type=float, default=None, help="β of the model (where it has one)")
+    p.add_argument("--latents", type=int, default=None)
+    p.add_argument("--dae-steps", type=int, default=1500, help="DAE iterations for beta_vae_dae")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config field, e.g. --set dae_layer=3")
+
+
+def _add_traverse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("traverse", help="latent traversal PNG of a generative vision checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", type=Path, help="frames to traverse from (default: the data it was trained on)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_train_policy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-policy", help="train an SB3 policy on frozen vision (or pixels) in source domains")
+    p.add_argument("--vision", type=Path, help="vision checkpoint; omit with --mode pixels")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--mode", default="latent", choices=["latent", "extractor", "pixels"])
+    p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "dqn"])
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--n-envs", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--domains", default="source")
+    p.add_argument("--obs-size", type=int, default=64)
+    p.add_argument("--layout", default="choice", choices=["choice", "collect"])
+    p.add_argument("--device", default="cpu")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="zero-shot evaluation of policies on source and target domains")
+    p.add_argument("--policy", type=Path, nargs="+", required=True, help="policy directories (one per training seed)")
+    p.add_argument("--domains", default="source,target", help="split/domain names, or a YAML file of domains")
+    p.add_argument("--episodes", type=int, default=40)
+    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy action")
+    p.add_argument("--obs-size", type=int, default=None, help="default: the policy's own")
+    p.add_argument("--layout", default="choice", choices=["choice", "collect"])
+
+
+def _add_metrics(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("metrics", help="disentanglement metrics of a vision checkpoint on a factor dataset")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--dataset", default="seekavoid-factors", help="dsprites or seekavoid-factors")
+    p.add_argument("--metrics", default=None, help="comma-separated subset (default: all but udr)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="JSON file (default: <checkpoint>/metrics-<dataset>.json)")
+    p.add_argument("--fast", action="store_true", help="fewer samples (for smoke tests)")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="re-write report.md of a finished run directory")
+    p.add_argument("run_dir", type=Path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="darla",
+        description="Zero-shot transfer in RL: learn to see (disentangled vision), learn to act (SB3 on "
+        "frozen features), transfer (evaluate in unseen domains).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_run, _add_collect, _add_train_vision, _add_traverse, _add_train_policy, _add_evaluate,
+                _add_metrics, _add_report):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from darla import commands
+
+    handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
+    try:
+        return handler(args) or 0
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+        if args.verbose:
+            raise
+        print(f"darla {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"darla {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Handlers of the ``darla`` subcommands; each is a thin layer over the library functions the pipeline
+uses too, so ``darla run`` and the stand-alone stages share one code path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from darla.config import dump_config, load_config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from darla.pipeline import run_pipeline
+
+    config = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(dump_config(config), end="")
+        return 0
+    report = run_pipeline(config, args.out, progress=not args.quiet)
+    summary = json.loads((report.parent / "summary.json").read_text())
+    print(f"\nreport: {report}")
+    for key in ("source", "target", "ratio"):
+        if key in summary:
+            s = summary[key]
+            print(f"  {key:>6}: {s['mean']:.3f}  (95% CI {s['ci'][0]:.3f} – {s['ci'][1]:.3f})")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401
+    from envs.collect import collect_frames
+
+    out = collect_frames(args.out, frames=args.frames, split=args.split, workers=args.workers, seed=args.seed,
+                         obs_size=args.obs_size, layout=args.layout, policy=args.policy, progress=not args.quiet)
+    print(f"collected {args.frames} frames of split '{args.split}' into {out}")
+    return 0
+
+
+def cmd_train_vision(args: argparse.Namespace) -> int:
+    from envs.frames import FrameDataset
+    from vision.train import train_vision
+
+    model_config = {}
+    for item in args.overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set '{item}' must look like key=value, e.g. --set dae_layer=3")
+        import yaml
+
+        model_config[key] = yaml.safe_load(raw)
+    if args.beta is not None:
+        model_config["beta"] = args.beta
+    if args.latents is not None:
+        model_config["latents"] = args.latents
+    data = FrameDataset(args.data)
+    out = train_vision(args.model, data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed, device=args.device, config=model_config, dae_steps=args.dae_steps,
+                       progress=not args.quiet)
+    print(f"vision checkpoint: {out}")
+    probe = Path(args.out) / "probe.md"
+    if probe.exists():
+        print(probe.read_text())
+    return 0
+
+
+def cmd_traverse(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import vision
+    from envs.frames import FrameDataset
+    from vision.checkpoint import read_meta
+    from vision.traverse import traverse
+
+    data_dir = args.data
+    if data_dir is None:
+        data_dir = read_meta(args.checkpoint).get("extra", {}).get("data")
+        if not data_dir:
+            raise ValueError(f"checkpoint '{args.checkpoint}' does not record its training data; pass --data DIR")
+    data = FrameDataset(data_dir)
+    rng = np.random.default_rng(args.seed)
+    idx = np.sort(rng.choice(len(data), size=min(8, len(data)), replace=False))
+    model = vision.load(args.checkpoint)
+    traverse(model, np.asarray(data.frames[idx]), args.out)
+    print(f"traversal: {args.out}")
+    return 0
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401
+    from agents.train import train_policy
+    from darla.pipeline import ENV_ID
+
+    if args.mode != "pixels" and args.vision is None:
+        raise ValueError("--vision CHECKPOINT is required unless --mode pixels")
+    out = train_policy(env_id=ENV_ID, env_kwargs={"domain": args.domains, "obs_size": args.obs_size,
+                                                  "layout": args.layout},
+                       vision=str(args.vision) if args.vision else None, algo=args.algo, mode=args.mode,
+                       steps=args.steps, n_envs=args.n_envs, seed=args.seed, out_dir=args.out, device=args.device,
+                       progress=not args.quiet)
+    print(f"policy: {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from darla.pipeline import evaluate_policies
+
+    obs_size = args.obs_size
+    if obs_size is None:
+        meta = json.loads((Path(args.policy[0]) / "policy.json").read_text())
+        obs_size = meta.get("env_kwargs", {}).get("obs_size", 64)
+    result = evaluate_policies(args.policy, args.domains, args.episodes, seed=args.seed,
+                               deterministic=not args.stochastic,
+                               env_kw={"obs_size": obs_size, "layout": args.layout}, out_dir=args.out,
+                               progress=not args.quiet)
+    md = Path(args.out) / "evaluation.md"
+    print(md.read_text() if md.exists() else json.dumps(result.get("summary", {}), indent=2))
+    print(f"evaluation: {args.out}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from darla.metrics import checkpoint_metrics
+
+    out, table = checkpoint_metrics(args.checkpoint, args.dataset, metrics=args.metrics, seed=args.seed,
+                                    out=args.out, fast=args.fast)
+    print(table)
+    print(f"metrics: {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from darla.report import rewrite_report
+
+    print(f"report: {rewrite_report(args.run_dir)}")
+    return 0

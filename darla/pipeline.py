@@ -1,0 +1,243 @@
+"""The three-stage pipeline behind ``darla run``: collect → train vision → train policies → zero-shot
+evaluation → report.
+
+Each stage writes into ``<run_dir>/<stage>-<key>/`` where ``key`` digests the stage's config and the
+keys of the stages it depends on; a ``DONE.json`` written last (atomically) marks it finished. A rerun
+reuses every finished stage whose key is unchanged, and a stage killed half-way resumes (collection
+and vision training keep chunk files / checkpoints) or restarts in place; nothing finished is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from darla.config import RunConfig, stage_key
+from vision.checkpoint import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+ENV_ID = "darla/SeekAvoid-v0"
+DONE = "DONE.json"
+
+
+class Stage:
+    """One keyed, resumable stage directory."""
+
+    def __init__(self, run_dir: Path, name: str, key: str):
+        self.name, self.key = name, key
+        self.dir = Path(run_dir) / f"{name}-{key}"
+
+    @property
+    def done(self) -> bool:
+        return (self.dir / DONE).exists()
+
+    def run(self, fn: Callable[[Path], dict[str, Any] | None], config: dict[str, Any]) -> dict[str, Any]:
+        """Run ``fn(dir)`` unless already done; returns the stage record (``DONE.json``)."""
+        if self.done:
+            log.info("stage %s: reusing %s", self.name, self.dir)
+            return json.loads((self.dir / DONE).read_text())
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.dir / "stage.json", json.dumps({"stage": self.name, "key": self.key,
+                                                                "config": config}, indent=2, default=str).encode())
+        start = time.time()
+        result = fn(self.dir) or {}
+        record = {"stage": self.name, "key": self.key, "seconds": round(time.time() - start, 1), **result}
+        atomic_write_bytes(self.dir / DONE, json.dumps(record, indent=2, default=str).encode())
+        return record
+
+
+def env_kwargs(config: RunConfig) -> dict[str, Any]:
+    return {"layout": config.env.layout, "obs_size": config.env.obs_size}
+
+
+def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True) -> Path:
+    """Run every stage of ``config`` into ``run_dir``; returns the path of ``report.md``."""
+    import envs  # noqa: F401  (registers the env, headless rendering)
+    from darla.report import write_report
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_dir / "config.yaml", _yaml(config).encode())
+    timings: dict[str, float] = {}
+    t0 = time.time()
+
+    pixels = config.policy.mode == "pixels"
+    data_stage = vision_stage = None
+    vision_path: Path | None = None
+    if not pixels:
+        data_stage = collect_stage(config, run_dir, progress)
+        timings["collect"] = data_stage[1]["seconds"]
+        vision_stage = train_vision_stage(config, run_dir, data_stage[0], progress)
+        timings["vision"] = vision_stage[1]["seconds"]
+        vision_path = vision_stage[0].dir / "model"
+    policy_dirs = []
+    vision_key = vision_stage[0].key if vision_stage else "pixels"
+    for seed in config.policy.seeds:
+        stage, record = train_policy_stage(config, run_dir, vision_path, vision_key, seed, progress)
+        timings[f"policy (seed {seed})"] = record["seconds"]
+        policy_dirs.append(stage.dir)
+    eval_stage, record = evaluate_stage(config, run_dir, policy_dirs, progress)
+    timings["evaluate"] = record["seconds"]
+    timings["total (this invocation)"] = round(time.time() - t0, 1)
+    return write_report(
+        run_dir,
+        config=config,
+        data_dir=data_stage[0].dir if data_stage else None,
+        vision_dir=vision_stage[0].dir if vision_stage else None,
+        policy_dirs=policy_dirs,
+        eval_dir=eval_stage.dir,
+        timings=timings,
+    )
+
+
+def collect_stage(config: RunConfig, run_dir: Path, progress: bool = True) -> tuple[Stage, dict]:
+    from envs.collect import collect_frames
+
+    cfg = {"collect": asdict(config.collect), "env": asdict(config.env), "seed": config.seed}
+    stage = Stage(run_dir, "collect", stage_key(cfg))
+
+    def fn(d: Path) -> dict:
+        collect_frames(
+            d / "data",
+            frames=config.collect.frames,
+            split=config.collect.split,
+            workers=config.collect.workers,
+            seed=config.seed,
+            obs_size=config.env.obs_size,
+            layout=config.env.layout,
+            policy=config.collect.policy,
+            progress=progress,
+        )
+        return {"frames": config.collect.frames}
+
+    return stage, stage.run(fn, cfg)
+
+
+def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, progress: bool = True
+                       ) -> tuple[Stage, dict]:
+    from envs.frames import FrameDataset
+    from vision.train import train_vision
+    from vision.traverse import traverse
+
+    cfg = {"vision": asdict(config.vision), "seed": config.seed, "data": data_stage.key}
+    stage = Stage(run_dir, "vision", stage_key(cfg))
+
+    def fn(d: Path) -> dict:
+        import numpy as np
+
+        data = FrameDataset(data_stage.dir / "data")
+        model_dir = train_vision(
+            config.vision.model,
+            data,
+            d,
+            steps=config.vision.steps,
+            batch_size=config.vision.batch_size,
+            lr=config.vision.lr,
+            seed=config.seed,
+            device=config.device,
+            config=dict(config.vision.model_config),
+            dae_steps=config.vision.dae_steps,
+            progress=progress,
+        )
+        import vision
+
+        model = vision.load(model_dir)
+        if model.generative:
+            rng = np.random.default_rng(config.seed)
+            idx = np.sort(rng.choice(len(data), size=min(8, len(data)), replace=False))
+            traverse(model, np.asarray(data.frames[idx]), d / "traversal.png")
+        return {"model": str(model_dir)}
+
+    return stage, stage.run(fn, cfg)
+
+
+def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | None, vision_key: str,
+                       seed: int, progress: bool = True) -> tuple[Stage, dict]:
+    from agents.train import train_policy
+
+    cfg = {"policy": {**asdict(config.policy), "seeds": None}, "seed": seed, "vision": vision_key,
+           "env": asdict(config.env)}
+    stage = Stage(run_dir, f"policy-s{seed}", stage_key(cfg))
+
+    def fn(d: Path) -> dict:
+        # A half-finished SB3 run cannot resume mid-rollout: restart this stage cleanly.
+        for stale in d.iterdir():
+            if stale.name != "stage.json":
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        train_policy(
+            env_id=ENV_ID,
+            env_kwargs={**env_kwargs(config), "domain": config.collect.split},
+            vision=str(vision_path) if vision_path else None,
+            algo=config.policy.algo,
+            mode=config.policy.mode,
+            steps=config.policy.steps,
+            n_envs=config.policy.n_envs,
+            seed=seed,
+            out_dir=d,
+            algo_kwargs=dict(config.policy.algo_kwargs),
+            device=config.device,
+            progress=progress,
+        )
+        return {"policy": str(d)}
+
+    return stage, stage.run(fn, cfg)
+
+
+def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], progress: bool = True
+                   ) -> tuple[Stage, dict]:
+    cfg = {"evaluate": asdict(config.evaluate), "policies": [p.name for p in policy_dirs], "seed": config.seed}
+    stage = Stage(run_dir, "evaluate", stage_key(cfg))
+
+    def fn(d: Path) -> dict:
+        result = evaluate_policies(policy_dirs, config.evaluate.domains, config.evaluate.episodes,
+                                   seed=config.seed + 10_000, deterministic=config.evaluate.deterministic,
+                                   env_kw=env_kwargs(config), out_dir=d, progress=progress)
+        return {"summary": result.get("summary", {})}
+
+    return stage, stage.run(fn, cfg)
+
+
+def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: int, seed: int,
+                      deterministic: bool, env_kw: dict[str, Any], out_dir: Path, progress: bool = True
+                      ) -> dict[str, Any]:
+    """Zero-shot evaluation of trained policies on SeekAvoid domains (names, splits or a YAML spec)."""
+    import gymnasium
+
+    from agents.evaluate import write_evaluation, zero_shot_evaluate
+    resolved = resolve_domain_spec(domains)
+
+    def env_factory(domain):
+        return gymnasium.make(ENV_ID, domain=domain, **env_kw)
+
+    result = zero_shot_evaluate(
+        [str(p) for p in policy_dirs],
+        resolved,
+        env_factory=env_factory,
+        episodes=episodes,
+        seed=seed,
+        deterministic=deterministic,
+        progress=progress,
+    )
+    write_evaluation(result, out_dir)
+    return result
+
+
+def resolve_domain_spec(spec: str | list) -> list:
+    """Domains from split names and/or domain names (``"source,target"``), or a YAML file of domains."""
+    from envs.domains import load_domains_yaml, resolve_domains
+
+    if isinstance(spec, str) and spec.endswith((".yaml", ".yml")):
+        return load_domains_yaml(spec)
+    return resolve_domains(spec)
+
+
+def _yaml(config: RunConfig) -> str:
+    from darla.config import dump_config
+
+    return dump_config(config)

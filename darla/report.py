@@ -1,0 +1,134 @@
+"""``report.md`` of a run directory: config, probe table, traversal, learning curves, transfer table and
+plot, timings — and ``summary.json`` with the headline numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from vision.checkpoint import atomic_write_bytes
+
+INPUTS = "report_inputs.json"
+
+
+def write_report(run_dir: Path, config: Any, data_dir: Path | None, vision_dir: Path | None,
+                 policy_dirs: list[Path], eval_dir: Path, timings: dict[str, float]) -> Path:
+    run_dir = Path(run_dir)
+    inputs = {
+        "config": config.to_dict(),
+        "data_dir": str(data_dir) if data_dir else None,
+        "vision_dir": str(vision_dir) if vision_dir else None,
+        "policy_dirs": [str(p) for p in policy_dirs],
+        "eval_dir": str(eval_dir),
+        "timings": timings,
+    }
+    atomic_write_bytes(run_dir / INPUTS, json.dumps(inputs, indent=2).encode())
+    return _render(run_dir, inputs)
+
+
+def rewrite_report(run_dir: Path) -> Path:
+    path = Path(run_dir) / INPUTS
+    if not path.exists():
+        raise FileNotFoundError(f"'{run_dir}' holds no finished darla run ({INPUTS} missing); run `darla run --out {run_dir}`")
+    return _render(Path(run_dir), json.loads(path.read_text()))
+
+
+def _render(run_dir: Path, inputs: dict[str, Any]) -> Path:
+    import yaml
+
+    cfg = inputs["config"]
+    evaluation = json.loads((Path(inputs["eval_dir"]) / "evaluation.json").read_text())
+    summary = headline(evaluation)
+    summary.update({"vision_model": cfg["vision"]["model"] if cfg["policy"]["mode"] != "pixels" else "pixels",
+                    "policy_steps": cfg["policy"]["steps"], "seeds": cfg["policy"]["seeds"],
+                    "timings": inputs["timings"]})
+    atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+
+    lines = ["# darla run report", ""]
+    lines += [f"Vision: **{summary['vision_model']}**, policy: **{cfg['policy']['algo']}** "
+              f"({cfg['policy']['mode']}), {cfg['policy']['steps']:,} env steps × {len(cfg['policy']['seeds'])} "
+              f"seed(s), layout `{cfg['env']['layout']}`, {cfg['env']['obs_size']}×{cfg['env']['obs_size']} frames.", ""]
+    lines += ["## Zero-shot transfer", ""]
+    for key in ("source", "target", "ratio"):
+        if key in summary:
+            s = summary[key]
+            lines.append(f"- **{key}**: {s['mean']:.3f} (95% CI {s['ci'][0]:.3f} – {s['ci'][1]:.3f})")
+    lines.append("")
+    md = Path(inputs["eval_dir"]) / "evaluation.md"
+    if md.exists():
+        lines += [md.read_text().strip(), ""]
+    png = Path(inputs["eval_dir"]) / "transfer.png"
+    if png.exists():
+        lines += [f"![transfer]({_rel(png, run_dir)})", ""]
+
+    curves = learning_curves_png([Path(p) for p in inputs["policy_dirs"]], run_dir / "learning_curves.png")
+    if curves:
+        lines += ["## Learning curves (source domains)", "", f"![learning curves]({_rel(curves, run_dir)})", ""]
+
+    if inputs.get("vision_dir"):
+        vdir = Path(inputs["vision_dir"])
+        lines += ["## Vision", ""]
+        probe = vdir / "probe.md"
+        if probe.exists():
+            lines += ["What the frozen features encode (held-out linear probes on stage-1 factors):", "",
+                      probe.read_text().strip(), ""]
+        trav = vdir / "traversal.png"
+        if trav.exists():
+            lines += ["Latent traversal (rows sorted by KL; top: originals and reconstructions):", "",
+                      f"![traversal]({_rel(trav, run_dir)})", ""]
+
+    lines += ["## Timings (seconds)", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in inputs["timings"].items()]
+    lines += ["", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", "",
+              f"Reproduce: `darla run --config {run_dir / 'config.yaml'} --out {run_dir}`", ""]
+    out = run_dir / "report.md"
+    atomic_write_bytes(out, "\n".join(lines).encode())
+    return out
+
+
+def headline(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Source, target and ratio (mean and CI) from an ``evaluation.json``."""
+    overall = evaluation.get("overall", {})
+    return {k: {"mean": overall[k]["mean"], "ci": overall[k]["ci"]} for k in ("source", "target", "ratio")
+            if k in overall}
+
+
+def learning_curves_png(policy_dirs: list[Path], out: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = []
+    for d in policy_dirs:
+        path = Path(d) / "learning_curve.csv"
+        if not path.exists():
+            continue
+        with open(path) as f:
+            rows = [r for r in csv.DictReader(f) if r.get("mean_return") not in (None, "", "nan")]
+        if rows:
+            series.append((Path(d).name, [float(r["timesteps"]) for r in rows], [float(r["mean_return"]) for r in rows]))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, x, y in series:
+        ax.plot(x, y, label=name)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("mean episode return")
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
+    return out
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(base).resolve()))
+    except ValueError:
+        return str(path)
