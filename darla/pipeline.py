@@ -9,6 +9,7 @@ and vision training keep chunk files / checkpoints) or restarts in place; nothin
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
@@ -38,11 +39,20 @@ class Stage:
         return (self.dir / DONE).exists()
 
     def run(self, fn: Callable[[Path], dict[str, Any] | None], config: dict[str, Any]) -> dict[str, Any]:
-        """Run ``fn(dir)`` unless already done; returns the stage record (``DONE.json``)."""
+        """Run ``fn(dir)`` unless already done; returns the stage record (``DONE.json``).
+
+        An exclusive file lock serialises concurrent runs of the same stage (sweep trials sharing
+        stage-1 data or a vision checkpoint): the second waits, then reuses the first one's result.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._run_locked(fn, config)
+
+    def _run_locked(self, fn: Callable[[Path], dict[str, Any] | None], config: dict[str, Any]) -> dict[str, Any]:
         if self.done:
             log.info("stage %s: reusing %s", self.name, self.dir)
             return json.loads((self.dir / DONE).read_text())
-        self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.dir / "stage.json", json.dumps({"stage": self.name, "key": self.key,
                                                                 "config": config}, indent=2, default=str).encode())
         start = time.time()
@@ -56,13 +66,19 @@ def env_kwargs(config: RunConfig) -> dict[str, Any]:
     return {"layout": config.env.layout, "obs_size": config.env.obs_size}
 
 
-def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True) -> Path:
-    """Run every stage of ``config`` into ``run_dir``; returns the path of ``report.md``."""
+def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
+                 stage_root: str | Path | None = None) -> Path:
+    """Run every stage of ``config``; returns the path of ``run_dir/report.md``.
+
+    Stage directories live in ``stage_root`` (default ``run_dir/stages``); runs that share a
+    ``stage_root`` (a sweep) share every stage whose key is equal, e.g. stage-1 data and vision.
+    """
     import envs  # noqa: F401  (registers the env, headless rendering)
     from darla.report import write_report
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    stages = Path(stage_root) if stage_root is not None else run_dir / "stages"
     atomic_write_bytes(run_dir / "config.yaml", _yaml(config).encode())
     timings: dict[str, float] = {}
     t0 = time.time()
@@ -71,18 +87,18 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True) 
     data_stage = vision_stage = None
     vision_path: Path | None = None
     if not pixels:
-        data_stage = collect_stage(config, run_dir, progress)
+        data_stage = collect_stage(config, stages, progress)
         timings["collect"] = data_stage[1]["seconds"]
-        vision_stage = train_vision_stage(config, run_dir, data_stage[0], progress)
+        vision_stage = train_vision_stage(config, stages, data_stage[0], progress)
         timings["vision"] = vision_stage[1]["seconds"]
         vision_path = vision_stage[0].dir / "model"
     policy_dirs = []
     vision_key = vision_stage[0].key if vision_stage else "pixels"
     for seed in config.policy.seeds:
-        stage, record = train_policy_stage(config, run_dir, vision_path, vision_key, seed, progress)
+        stage, record = train_policy_stage(config, stages, vision_path, vision_key, seed, progress)
         timings[f"policy (seed {seed})"] = record["seconds"]
         policy_dirs.append(stage.dir)
-    eval_stage, record = evaluate_stage(config, run_dir, policy_dirs, progress)
+    eval_stage, record = evaluate_stage(config, stages, policy_dirs, progress)
     timings["evaluate"] = record["seconds"]
     timings["total (this invocation)"] = round(time.time() - t0, 1)
     return write_report(
@@ -168,7 +184,7 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
     def fn(d: Path) -> dict:
         # A half-finished SB3 run cannot resume mid-rollout: restart this stage cleanly.
         for stale in d.iterdir():
-            if stale.name != "stage.json":
+            if stale.name not in ("stage.json", ".lock"):
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         train_policy(
             env_id=ENV_ID,
