@@ -98,6 +98,22 @@ def _add_metrics(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="fewer samples (for smoke tests)")
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="grid of vision models × seeds (× algorithms) through the pipeline (Ray Tune)",
+                       description="Shared stage-1 data and vision checkpoints; resumable (rerun the same command). "
+                       'Runs on Ray Tune if installed (pip install "darla[sweep]"), else sequentially.')
+    p.add_argument("--models", default="pixels,ae,dae,vae,beta_vae,beta_vae_dae",
+                   help="comma-separated vision models; 'pixels' = end-to-end CnnPolicy")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated training seeds")
+    p.add_argument("--algos", default=None, help="comma-separated SB3 algorithms (default: the config's)")
+    p.add_argument("--config", type=Path, help="base YAML config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", type=Path, default=Path("runs/sweep"))
+    p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
+    p.add_argument("--no-ray", action="store_true", help="run trials sequentially without Ray")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="re-write report.md of a finished run directory")
     p.add_argument("run_dir", type=Path)
@@ -113,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_run, _add_collect, _add_train_vision, _add_traverse, _add_train_policy, _add_evaluate,
-                _add_metrics, _add_report):
+                _add_metrics, _add_sweep, _add_report):
         add(sub)
     return parser
 

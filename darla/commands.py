@@ -134,3 +134,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     print(f"report: {rewrite_report(args.run_dir)}")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from darla.sweep import run_sweep
+
+    base = load_config(args.config, args.overrides)
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
+    summary = run_sweep(base, args.out, models=split(args.models), seeds=[int(s) for s in split(args.seeds)],
+                        algos=split(args.algos) if args.algos else None, address=args.address,
+                        use_ray=False if args.no_ray else None, cpus_per_trial=args.cpus_per_trial,
+                        progress=not args.quiet)
+    print((summary.parent / "summary.md").read_text())
+    print(f"sweep summary: {summary}")
+    return 0

@@ -83,33 +83,41 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
     timings: dict[str, float] = {}
     t0 = time.time()
 
-    pixels = config.policy.mode == "pixels"
-    data_stage = vision_stage = None
-    vision_path: Path | None = None
-    if not pixels:
-        data_stage = collect_stage(config, stages, progress)
-        timings["collect"] = data_stage[1]["seconds"]
-        vision_stage = train_vision_stage(config, stages, data_stage[0], progress)
-        timings["vision"] = vision_stage[1]["seconds"]
-        vision_path = vision_stage[0].dir / "model"
-    policy_dirs = []
-    vision_key = vision_stage[0].key if vision_stage else "pixels"
-    for seed in config.policy.seeds:
-        stage, record = train_policy_stage(config, stages, vision_path, vision_key, seed, progress)
-        timings[f"policy (seed {seed})"] = record["seconds"]
-        policy_dirs.append(stage.dir)
+    trained = train_stages(config, stages, progress)
+    timings.update(trained["timings"])
+    policy_dirs = trained["policy_dirs"]
     eval_stage, record = evaluate_stage(config, stages, policy_dirs, progress)
     timings["evaluate"] = record["seconds"]
     timings["total (this invocation)"] = round(time.time() - t0, 1)
     return write_report(
         run_dir,
         config=config,
-        data_dir=data_stage[0].dir if data_stage else None,
-        vision_dir=vision_stage[0].dir if vision_stage else None,
+        data_dir=trained["data_dir"],
+        vision_dir=trained["vision_dir"],
         policy_dirs=policy_dirs,
         eval_dir=eval_stage.dir,
         timings=timings,
     )
+
+
+def train_stages(config: RunConfig, stages: Path, progress: bool = True) -> dict[str, Any]:
+    """Stages 1 and 2: collect → vision (skipped for pixel policies) → one policy per training seed."""
+    timings: dict[str, float] = {}
+    data_dir = vision_dir = None
+    vision_key = "pixels"
+    if config.policy.mode != "pixels":
+        data_stage, record = collect_stage(config, stages, progress)
+        timings["collect"] = record["seconds"]
+        vision_stage, record = train_vision_stage(config, stages, data_stage, progress)
+        timings["vision"] = record["seconds"]
+        data_dir, vision_dir, vision_key = data_stage.dir, vision_stage.dir, vision_stage.key
+    policy_dirs = []
+    for seed in config.policy.seeds:
+        stage, record = train_policy_stage(config, stages, vision_dir / "model" if vision_dir else None,
+                                           vision_key, seed, progress)
+        timings[f"policy (seed {seed})"] = record["seconds"]
+        policy_dirs.append(stage.dir)
+    return {"data_dir": data_dir, "vision_dir": vision_dir, "policy_dirs": policy_dirs, "timings": timings}
 
 
 def collect_stage(config: RunConfig, run_dir: Path, progress: bool = True) -> tuple[Stage, dict]:
