@@ -18,3 +18,4 @@ if "darla/SeekAvoid-v0" not in gymnasium.registry:
     gymnasium.register(id="darla/SeekAvoid-v0", entry_point="envs.seekavoid:SeekAvoidEnv")
 
 # Shared file: each module appends its own export line below.
+from envs.dsprites import DSprites  # noqa: E402,F401
