@@ -1,0 +1,93 @@
+import math
+
+import numpy as np
+import pytest
+
+from vision.probe import infer_kind, probe_factors, probe_report, select_task_factors, task_factors_recoverable
+
+
+@pytest.fixture(scope="module")
+def encoded():
+    """Features that encode 'object_pair' (discrete, 4 values) and 'object_x' (continuous) linearly,
+    plus a 'light' factor they do not encode at all."""
+    rng = np.random.default_rng(0)
+    n = 600
+    pair = rng.integers(0, 4, n)
+    x = rng.uniform(-1, 1, n)
+    light = rng.uniform(0, 1, n)
+    onehot = np.eye(4)[pair]
+    feats = np.concatenate([onehot * 2.0, x[:, None], rng.normal(size=(n, 3))], axis=1)
+    feats += 0.05 * rng.normal(size=feats.shape)
+    factors = np.stack([pair, x, light], axis=1).astype(np.float32)
+    return feats, factors, ["object_pair", "object_x", "light"]
+
+
+def test_probe_finds_linearly_encoded_factors(encoded):
+    res = probe_factors(*encoded)
+    pair, x = res["factors"]["object_pair"], res["factors"]["object_x"]
+    assert pair["kind"] == "discrete" and pair["metric"] == "accuracy"
+    assert pair["score"] > 0.95 and 0.15 < pair["chance"] < 0.4
+    assert x["kind"] == "continuous" and x["score"] > 0.95
+
+
+def test_probe_reports_chance_for_noise():
+    rng = np.random.default_rng(1)
+    n = 800
+    factors = np.stack([rng.integers(0, 4, n), rng.uniform(size=n)], axis=1)
+    res = probe_factors(rng.normal(size=(n, 8)), factors, ["shape", "tint"])
+    shape, tint = res["factors"]["shape"], res["factors"]["tint"]
+    assert abs(shape["score"] - shape["chance"]) < 0.1
+    assert shape["normalized"] < 0.15
+    assert tint["score"] < 0.1  # R² about 0 (or below) for noise
+
+
+def test_task_factor_check_names_the_unrecoverable_factor(encoded):
+    res = probe_factors(*encoded)
+    ok, msg = task_factors_recoverable(res, required=["object_pair", "object_x"])
+    assert ok, msg
+    ok, msg = task_factors_recoverable(res, required=["object_pair", "light"])
+    assert not ok and "light" in msg and "object_pair" not in msg
+
+
+def test_default_task_factors_are_object_ones_not_nuisances():
+    names = ["floor_style", "wall_style", "object_pair", "good_side", "light", "object_x", "camera_height"]
+    assert select_task_factors(names) == ["object_pair", "good_side", "object_x"]
+
+
+def test_unknown_required_factor_lists_valid_ones(encoded):
+    res = probe_factors(*encoded)
+    with pytest.raises(ValueError, match="valid: object_pair, object_x, light"):
+        task_factors_recoverable(res, required=["pair"])
+
+
+def test_constant_factor_is_reported_not_probed(encoded):
+    feats, factors, names = encoded
+    factors = np.concatenate([factors, np.ones((len(factors), 1), np.float32)], axis=1)
+    res = probe_factors(feats, factors, names + ["room"])
+    assert res["factors"]["room"]["kind"] == "constant" and math.isnan(res["factors"]["room"]["score"])
+
+
+def test_report_is_a_markdown_table_with_one_row_per_factor(encoded):
+    md = probe_report(probe_factors(*encoded))
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3
+    assert "object_pair*" in md and "| light |" in md
+
+
+def test_kinds_override_inference_and_bad_kind_is_rejected(encoded):
+    feats, factors, names = encoded
+    res = probe_factors(feats, factors, names, kinds={"object_pair": "continuous"})
+    assert res["factors"]["object_pair"]["metric"] == "r2"
+    with pytest.raises(ValueError, match="discrete, continuous"):
+        probe_factors(feats, factors, names, kinds={"light": "ordinal"})
+
+
+def test_infer_kind():
+    assert infer_kind(np.array([0, 1, 2, 1.0])) == "discrete"
+    assert infer_kind(np.linspace(0, 1, 50)) == "continuous"
+    assert infer_kind(np.zeros(5)) == "constant"
+
+
+def test_shape_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="same N"):
+        probe_factors(np.zeros((10, 2)), np.zeros((9, 1)), ["a"])
