@@ -1,0 +1,94 @@
+"""Frames -> frozen-vision features as environment wrappers (the fast plug-in point).
+
+:class:`LatentVecEnv` encodes each vectorised batch of frames once (batched, no grad), so the policy
+trains on ``(feature_dim,)`` vectors and PPO's epochs never re-run the encoder.
+:class:`LatentObservation` does the same for a single gymnasium env (evaluation, custom loops).
+
+Both give the same features as :class:`agents.extractor.FrozenVisionExtractor` for the same frames
+(same :func:`agents.frozen.frames_to_input`, same model).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from agents.frozen import VisionLike, check_frame_shape, encode, frames_to_input, image_layout, load_frozen_vision
+
+
+def latent_space(feature_dim: int) -> spaces.Box:
+    """The observation space the policy sees: ``Box(-inf, inf, (feature_dim,), float32)``."""
+    return spaces.Box(-np.inf, np.inf, shape=(feature_dim,), dtype=np.float32)
+
+
+class _Encoder:
+    """A frozen model plus the frame layout of one observation space."""
+
+    def __init__(self, space: spaces.Space, vision: VisionLike, device: str | torch.device):
+        self.model, self.path, self.vision_id = load_frozen_vision(vision, device)
+        self.channels_first = image_layout(space)
+        s = space.shape
+        check_frame_shape(self.model, s if self.channels_first else (s[2], s[0], s[1]))
+        self.device = device
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        # frames: (B, H, W, C) uint8 -> (B, feature_dim) float32
+        x = frames_to_input(np.asarray(frames), self.channels_first, self.device)
+        return encode(self.model, x).cpu().numpy().astype(np.float32, copy=False)
+
+
+class LatentVecEnv(VecEnvWrapper):
+    """VecEnv wrapper: image observations -> frozen-vision feature vectors, one batched pass per step.
+
+    ``info["terminal_observation"]`` (the last frame of an episode that ended, which SB3 uses to
+    bootstrap truncated episodes) is encoded too, all of a step's terminal frames in one batch.
+
+    :param venv: a VecEnv with image observations ``(H, W, C)`` or ``(C, H, W)`` (uint8)
+    :param vision: a vision checkpoint directory or a ``VisionModel`` (frozen in place)
+    :param device: device on which frames are encoded
+    """
+
+    def __init__(self, venv: VecEnv, vision: VisionLike, device: str | torch.device = "cpu"):
+        self.encoder = _Encoder(venv.observation_space, vision, device)
+        super().__init__(venv, observation_space=latent_space(self.encoder.model.feature_dim))
+
+    @property
+    def vision(self):
+        return self.encoder.model
+
+    def reset(self) -> np.ndarray:
+        return self.encoder(self.venv.reset())
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        terminal = [i for i, info in enumerate(infos) if info.get("terminal_observation") is not None]
+        if terminal:
+            encoded = self.encoder(np.stack([infos[i]["terminal_observation"] for i in terminal]))
+            for row, i in enumerate(terminal):
+                infos[i]["terminal_observation"] = encoded[row]
+        return self.encoder(obs), rewards, dones, infos
+
+
+class LatentObservation(gym.ObservationWrapper):
+    """Gymnasium observation wrapper: an image observation -> its frozen-vision features ``(feature_dim,)``.
+
+    :param env: any env with image observations ``(H, W, C)`` or ``(C, H, W)``
+    :param vision: a vision checkpoint directory or a ``VisionModel`` (frozen in place)
+    :param device: device on which frames are encoded
+    """
+
+    def __init__(self, env: gym.Env, vision: VisionLike, device: str | torch.device = "cpu"):
+        super().__init__(env)
+        self.encoder = _Encoder(env.observation_space, vision, device)
+        self.observation_space = latent_space(self.encoder.model.feature_dim)
+
+    @property
+    def vision(self):
+        return self.encoder.model
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return self.encoder(observation[None])[0]
