@@ -1,0 +1,293 @@
+"""Stage 3, "transfer": zero-shot evaluation of unchanged policies in source and target domains.
+
+DARLA (Higgins et al. 2017, sec. 4): the policy learnt in the source domains is run, without any
+update, in target domains whose appearance it never saw. Every domain is evaluated on the same
+episode seeds (episode ``i`` calls ``env.reset(seed=seed + i)``), so with an env that keeps the layout
+per seed (``darla/SeekAvoid-v0`` does) the comparison is paired: same layouts, different appearance.
+
+Reported per domain over training seeds x episodes: mean and IQM with stratified bootstrap 95% CIs
+(:mod:`agents.stats`); the target/source return ratio with a paired bootstrap CI, where the source
+return of an episode is its mean over the source domains.
+
+``agents`` does not import ``envs``: pass ``env_factory(domain) -> gym.Env`` (``darla`` wires
+``gymnasium.make("darla/SeekAvoid-v0", domain=d, ...)``); without it, ``gymnasium.make`` is called
+with the env id and kwargs recorded in the policy's ``policy.json``, ``domain`` replaced.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from agents.stats import ratio_ci, summarize
+from agents.train import load_policy, wrap_env
+from vision.checkpoint import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+EnvFactory = Callable[[Any], gym.Env]
+
+
+def domain_name(domain: Any) -> str:
+    """A domain's name: the string itself, ``domain.name``, or ``str(domain)``."""
+    if isinstance(domain, str):
+        return domain
+    return str(getattr(domain, "name", domain))
+
+
+def _load(policy: str | os.PathLike | BaseAlgorithm, device: str) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    if isinstance(policy, BaseAlgorithm):  # any SB3 model: observations are passed through unchanged
+        return policy, {"mode": "native", "algo": type(policy).__name__.lower(), "path": None, "train_domains": []}
+    return load_policy(policy, device=device)
+
+
+def _default_factory(meta: dict[str, Any]) -> EnvFactory:
+    env_id = meta.get("env_id")
+    kwargs = {k: v for k, v in (meta.get("env_kwargs") or {}).items() if k != "domain"}
+    if not env_id or env_id not in gym.registry:
+        raise ValueError(
+            f"no env_factory given and the policy's env id {env_id!r} is not a registered gymnasium env; "
+            "pass env_factory=lambda domain: gymnasium.make(ID, domain=domain, ...) (for SeekAvoid: import envs first)"
+        )
+    return lambda domain: gym.make(env_id, domain=domain, **kwargs)
+
+
+def run_episodes(
+    model: BaseAlgorithm, env: gym.Env, episodes: int, seed: int, deterministic: bool = True, max_steps: int = 100_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Play ``episodes`` episodes, episode ``i`` from ``env.reset(seed=seed + i)``.
+
+    :return: returns ``(episodes,)`` and lengths ``(episodes,)``
+    """
+    returns = np.zeros(episodes, dtype=np.float64)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, total, n = False, 0.0, 0
+        while not done:
+            action, _ = model.predict(obs, deterministic=deterministic)
+            obs, reward, terminated, truncated, _ = env.step(action.item() if np.ndim(action) == 0 else action)
+            total += float(reward)
+            n += 1
+            done = terminated or truncated or n >= max_steps
+        returns[i], lengths[i] = total, n
+    return returns, lengths
+
+
+def _split(names: list[str], source: Sequence[Any] | None, metas: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Source and target domain names among ``names``: explicit ``source``, else the domains the
+    policies saw during training (``train_domains`` in ``policy.json``)."""
+    if source is not None:
+        wanted = [domain_name(d) for d in source]
+        unknown = [w for w in wanted if w not in names]
+        if unknown:
+            raise ValueError(f"source domain(s) {unknown} are not among the evaluated domains; valid: {', '.join(names)}")
+        src = set(wanted)
+    else:
+        src = set()
+        for m in metas:
+            src.update(m.get("train_domains") or [])
+            spec = (m.get("env_kwargs") or {}).get("domain")
+            if isinstance(spec, str):
+                src.update(s.strip() for s in spec.split(","))
+            elif isinstance(spec, list):
+                src.update(s if isinstance(s, str) else str(s.get("name", "")) if isinstance(s, dict) else "" for s in spec)
+    return [n for n in names if n in src], [n for n in names if n not in src]
+
+
+def zero_shot_evaluate(
+    policies: Sequence[str | os.PathLike | BaseAlgorithm],
+    domains: Sequence[Any],
+    env_factory: EnvFactory | None = None,
+    episodes: int = 20,
+    seed: int = 0,
+    deterministic: bool = True,
+    source: Sequence[Any] | None = None,
+    progress: bool = True,
+    n_boot: int = 10_000,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Evaluate unchanged policies (one per training seed) in every domain on the same episode seeds.
+
+    :param policies: policy directories from :func:`agents.train.train_policy` (one per training seed),
+        or SB3 models (their observations are passed through unchanged)
+    :param domains: domains to evaluate: anything ``env_factory`` accepts (names, ``Domain`` objects)
+    :param env_factory: ``env_factory(domain) -> gym.Env`` of frames; default: ``gymnasium.make`` with
+        the env id and kwargs of the first policy's ``policy.json``
+    :param episodes: episodes per domain and policy
+    :param seed: episode ``i`` uses ``reset(seed=seed + i)`` in every domain; also seeds torch for
+        stochastic actions (``deterministic=False``)
+    :param deterministic: greedy actions
+    :param source: names (or domains) that count as source; default: the domains the policies were
+        trained on (``train_domains`` / ``env_kwargs["domain"]`` in ``policy.json``); the rest are targets
+    :param progress: show a tqdm bar over (policy, domain) pairs
+    :param n_boot: bootstrap resamples of the CIs
+    :param device: torch device
+    :return: a JSON-able dict: ``returns``/``lengths`` (domain -> ``[seeds][episodes]``), ``summary``
+        (domain -> mean, IQM, CIs, split), ``ratios`` (target domain -> ratio and CI), ``overall``
+        (``source``, ``target``, ``ratio``: each with ``mean`` and ``ci``), and what was evaluated
+    """
+    if not policies:
+        raise ValueError("no policies to evaluate; pass the policy directories of your training seeds")
+    if not domains:
+        raise ValueError("no domains to evaluate; pass e.g. ['A-default', 'A-changed'] or resolved Domain objects")
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    names = [domain_name(d) for d in domains]
+    if len(set(names)) != len(names):
+        raise ValueError(f"domains must have distinct names, got {names}")
+
+    loaded = [_load(p, device) for p in policies]
+    metas = [m for _, m in loaded]
+    factory = env_factory or _default_factory(metas[0])
+    src, tgt = _split(names, source, metas)
+
+    returns = {n: np.zeros((len(loaded), episodes)) for n in names}
+    lengths = {n: np.zeros((len(loaded), episodes), dtype=np.int64) for n in names}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(loaded) * len(names), desc="zero-shot evaluation", disable=not progress)
+    for k, (model, meta) in enumerate(loaded):
+        for domain, name in zip(domains, names):
+            torch.manual_seed(seed)
+            env = wrap_env(factory(domain), meta) if meta["mode"] != "native" else factory(domain)
+            try:
+                returns[name][k], lengths[name][k] = run_episodes(model, env, episodes, seed, deterministic)
+            finally:
+                env.close()
+            bar.update(1)
+    bar.close()
+
+    rng = np.random.default_rng(seed)
+    summary = {n: {**summarize(returns[n], n_boot=n_boot, rng=rng), "split": "source" if n in src else "target",
+                   "mean_length": float(lengths[n].mean())} for n in names}
+    result: dict[str, Any] = {
+        "policies": [m.get("path") or f"<{m['algo']} model>" for m in metas],
+        "policy_meta": [{k: m.get(k) for k in ("algo", "mode", "vision_checkpoint", "vision_id", "seed", "steps",
+                                                "train_domains")} for m in metas],
+        "domains": names,
+        "source": src,
+        "target": tgt,
+        "episodes": episodes,
+        "seed": seed,
+        "episode_seeds": [seed + i for i in range(episodes)],
+        "deterministic": deterministic,
+        "returns": {n: returns[n].tolist() for n in names},
+        "lengths": {n: lengths[n].tolist() for n in names},
+        "summary": summary,
+        "ratios": {},
+        "overall": {},
+    }
+    if src and tgt:
+        source_scores = np.mean([returns[n] for n in src], axis=0)  # (seeds, episodes), paired by seed
+        target_scores = np.mean([returns[n] for n in tgt], axis=0)
+        for n in tgt:
+            result["ratios"][n] = ratio_ci(returns[n], source_scores, n_boot=n_boot, rng=rng)
+        r = ratio_ci(target_scores, source_scores, n_boot=n_boot, rng=rng)
+        result["overall"] = {
+            "source": summarize(source_scores, n_boot=n_boot, rng=rng),
+            "target": summarize(target_scores, n_boot=n_boot, rng=rng),
+            "ratio": {"mean": r["ratio"], "ci": r["ci"], "undefined_fraction": r["undefined_fraction"]},
+        }
+    else:
+        logger.warning("no source/target split among %s (source: %s); ratios not computed; pass source=[...]",
+                       names, src)
+    return result
+
+
+# -- writers ---------------------------------------------------------------------------------------
+def _clean(x: Any) -> Any:
+    """NaN/inf -> None so the JSON is strict."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _fmt(value: float | None, ci: Sequence[float | None] | None = None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    s = f"{value:.3f}"
+    if ci is not None and all(c is not None and math.isfinite(c) for c in ci):
+        s += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return s
+
+
+def evaluation_table(result: dict[str, Any]) -> str:
+    """The Markdown table of :func:`write_evaluation`: one row per domain, then the overall rows."""
+    lines = ["| domain | split | mean return [95% CI] | IQM [95% CI] | target/source [95% CI] | seeds × episodes |",
+             "|---|---|---|---|---|---|"]
+    for n in result["domains"]:
+        s = result["summary"][n]
+        r = result["ratios"].get(n)
+        lines.append(f"| {n} | {s['split']} | {_fmt(s['mean'], s['ci'])} | {_fmt(s['iqm'], s['iqm_ci'])} | "
+                     f"{_fmt(r['ratio'], r['ci']) if r else '–'} | {s['n_seeds']} × {s['n_episodes']} |")
+    o = result.get("overall") or {}
+    if o:
+        lines.append(f"| **source (mean of {', '.join(result['source'])})** | source | "
+                     f"{_fmt(o['source']['mean'], o['source']['ci'])} | {_fmt(o['source']['iqm'], o['source']['iqm_ci'])} "
+                     f"| – | |")
+        lines.append(f"| **target (mean of {', '.join(result['target'])})** | target | "
+                     f"{_fmt(o['target']['mean'], o['target']['ci'])} | {_fmt(o['target']['iqm'], o['target']['iqm_ci'])} "
+                     f"| {_fmt(o['ratio']['mean'], o['ratio']['ci'])} | |")
+    return "\n".join(lines) + "\n"
+
+
+def transfer_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Bar plot of mean return per domain (source blue, target orange) with 95% CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = result["domains"]
+    means = np.array([result["summary"][n]["mean"] for n in names])
+    cis = np.array([result["summary"][n]["ci"] for n in names], dtype=np.float64).reshape(len(names), 2)
+    err = np.abs(np.stack([means - cis[:, 0], cis[:, 1] - means]))
+    colors = ["tab:blue" if result["summary"][n]["split"] == "source" else "tab:orange" for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.5))
+    ax.bar(range(len(names)), means, yerr=err, color=colors, capsize=4)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_ylabel("mean episode return")
+    ratio = (result.get("overall") or {}).get("ratio")
+    title = "zero-shot transfer (blue: source, orange: target)"
+    if ratio and ratio["mean"] is not None and math.isfinite(ratio["mean"]):
+        title += f"\ntarget/source = {ratio['mean']:.2f}"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def write_evaluation(result: dict[str, Any], out_dir: str | os.PathLike) -> Path:
+    """Write ``evaluation.json``, ``evaluation.md`` (Markdown table) and ``transfer.png`` to ``out_dir``.
+
+    :return: ``out_dir``
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "evaluation.json", json.dumps(_clean(result), indent=2).encode())
+    header = (f"Zero-shot evaluation: {len(result['policies'])} policy seed(s) × {result['episodes']} episodes per "
+              f"domain, episode seeds {result['seed']}…{result['seed'] + result['episodes'] - 1} in every domain"
+              f"{'' if result['deterministic'] else ' (stochastic actions)'}.\n\n")
+    atomic_write_bytes(out / "evaluation.md", (header + evaluation_table(result)).encode())
+    transfer_plot(result, out / "transfer.png")
+    return out

@@ -1,0 +1,190 @@
+"""Statistics for few-seed RL evaluation: IQM and bootstrap confidence intervals.
+
+Following Agarwal et al. 2021 ("Deep RL at the Edge of the Statistical Precipice", rliable): report
+the interquartile mean (IQM, the mean of the middle 50 % of scores) next to the mean, and percentile
+bootstrap confidence intervals that resample episodes within each training seed and/or the seeds
+themselves (stratified bootstrap), rather than point estimates over a handful of runs.
+
+Scores are arrays: ``(episodes,)`` or ``(seeds, episodes)``. Everything here is a pure function of its
+arguments and an explicit ``numpy.random.Generator``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import numpy as np
+
+Stat = Callable[..., np.ndarray]
+RESAMPLE = ("episodes", "seeds", "both")
+
+
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def iqm(x: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """Interquartile mean: the mean after dropping the lowest and highest 25 % of scores.
+
+    Same convention as ``scipy.stats.trim_mean(x, 0.25)`` (used by rliable): ``floor(0.25 n)`` scores
+    are cut from each end. With ``axis=None`` the array is flattened.
+
+    :param x: scores
+    :param axis: axis along which to compute (``None``: all scores)
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if axis is None:
+        a, axis = a.reshape(-1), 0
+    n = a.shape[axis]
+    if n == 0:
+        raise ValueError("iqm of an empty array; evaluate at least one episode")
+    cut = int(0.25 * n)
+    a = np.sort(a, axis=axis)
+    core = np.take(a, np.arange(cut, n - cut), axis=axis)
+    return core.mean(axis=axis)
+
+
+def _apply_stat(stat: Stat, samples: np.ndarray) -> np.ndarray:
+    """``stat`` over the last axis of ``samples (n_boot, n)``; vectorised if ``stat`` takes ``axis``."""
+    try:
+        out = np.asarray(stat(samples, axis=-1), dtype=np.float64)
+        if out.shape == samples.shape[:-1]:
+            return out
+    except TypeError:
+        pass
+    return np.array([stat(s) for s in samples], dtype=np.float64)
+
+
+def _percentiles(boot: np.ndarray, ci: float) -> tuple[float, float]:
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}; e.g. ci=0.95 for a 95% interval")
+    alpha = (1 - ci) / 2
+    lo, hi = np.nanpercentile(boot, [100 * alpha, 100 * (1 - alpha)])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(
+    x: np.ndarray,
+    stat: Stat = np.mean,
+    n_boot: int = 10_000,
+    ci: float = 0.95,
+    rng: np.random.Generator | int | None = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``stat`` over i.i.d. scores.
+
+    :param x: scores ``(n,)`` (flattened if more dimensions)
+    :param stat: statistic, e.g. ``np.mean`` or :func:`iqm` (called with ``axis=-1`` when it accepts it)
+    :param n_boot: bootstrap resamples
+    :param ci: coverage, e.g. 0.95
+    :param rng: a Generator or a seed
+    :return: ``(low, high)``
+    """
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        raise ValueError("bootstrap_ci of an empty array; evaluate at least one episode")
+    idx = _rng(rng).integers(0, a.size, size=(n_boot, a.size))
+    return _percentiles(_apply_stat(stat, a[idx]), ci)
+
+
+def _stratified_indices(
+    shape: tuple[int, int], n_boot: int, resample: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices ``(n_boot, seeds, episodes)`` of stratified bootstrap resamples."""
+    if resample not in RESAMPLE:
+        raise ValueError(f"unknown resample '{resample}'; valid: {', '.join(RESAMPLE)}")
+    s, e = shape
+    if resample in ("seeds", "both"):
+        rows = rng.integers(0, s, size=(n_boot, s, 1))
+    else:
+        rows = np.broadcast_to(np.arange(s)[None, :, None], (n_boot, s, 1))
+    if resample in ("episodes", "both"):
+        cols = rng.integers(0, e, size=(n_boot, s, e))  # episodes resampled within each (drawn) seed
+    else:
+        cols = np.broadcast_to(np.arange(e)[None, None, :], (n_boot, s, e))
+    return np.broadcast_to(rows, (n_boot, s, e)), cols
+
+
+def _as_matrix(x: np.ndarray, name: str = "scores") -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"{name} must be (episodes,) or (seeds, episodes) and non-empty, got shape {a.shape}")
+    return a
+
+
+def stratified_bootstrap_ci(
+    scores: np.ndarray,
+    stat: Stat = np.mean,
+    n_boot: int = 10_000,
+    ci: float = 0.95,
+    rng: np.random.Generator | int | None = None,
+    resample: Literal["episodes", "seeds", "both"] = "both",
+) -> tuple[float, float]:
+    """Bootstrap CI over a ``(seeds, episodes)`` score matrix (rliable's stratified bootstrap).
+
+    ``resample="episodes"`` redraws episodes within each training seed (seeds fixed);
+    ``"seeds"`` redraws whole seeds; ``"both"`` redraws seeds, then episodes within each drawn seed
+    (the two-level bootstrap: both sources of variance). ``stat`` is taken over all resampled scores.
+
+    :param scores: ``(seeds, episodes)`` or ``(episodes,)``
+    :return: ``(low, high)``
+    """
+    a = _as_matrix(scores)
+    rows, cols = _stratified_indices(a.shape, n_boot, resample, _rng(rng))
+    samples = a[rows, cols].reshape(n_boot, -1)  # (n_boot, seeds * episodes)
+    return _percentiles(_apply_stat(stat, samples), ci)
+
+
+def ratio_ci(
+    target: np.ndarray,
+    source: np.ndarray,
+    n_boot: int = 10_000,
+    ci: float = 0.95,
+    rng: np.random.Generator | int | None = None,
+    resample: Literal["episodes", "seeds", "both"] = "both",
+) -> dict[str, float | list[float]]:
+    """Target/source return ratio ``mean(target) / mean(source)`` with a paired bootstrap CI.
+
+    ``target`` and ``source`` are paired score matrices ``(seeds, episodes)``: entry ``[s, i]`` of both
+    comes from training seed ``s`` and episode seed ``i``, so each resample draws the same (seed,
+    episode) cells from both, keeping the pairing (same layouts in both domains).
+    Resamples whose source mean is <= 0 give an undefined ratio and are dropped (reported as
+    ``undefined_fraction``); a non-positive source mean gives ``ratio = nan``.
+
+    :return: ``{"ratio", "ci": [low, high], "target_mean", "source_mean", "undefined_fraction"}``
+    """
+    t, s = _as_matrix(target, "target"), _as_matrix(source, "source")
+    if t.shape != s.shape:
+        raise ValueError(
+            f"target {t.shape} and source {s.shape} scores must be paired (same seeds x episodes); "
+            "evaluate both on the same policies and episode seeds"
+        )
+    rows, cols = _stratified_indices(t.shape, n_boot, resample, _rng(rng))
+    tb = t[rows, cols].reshape(n_boot, -1).mean(axis=1)
+    sb = s[rows, cols].reshape(n_boot, -1).mean(axis=1)
+    ok = sb > 0
+    boot = np.where(ok, tb / np.where(ok, sb, 1.0), np.nan)
+    t_mean, s_mean = float(t.mean()), float(s.mean())
+    ratio = t_mean / s_mean if s_mean > 0 else float("nan")
+    lo, hi = _percentiles(boot, ci) if ok.any() else (float("nan"), float("nan"))
+    return {"ratio": ratio, "ci": [lo, hi], "target_mean": t_mean, "source_mean": s_mean,
+            "undefined_fraction": float(1 - ok.mean())}
+
+
+def summarize(
+    scores: np.ndarray, n_boot: int = 10_000, ci: float = 0.95, rng: np.random.Generator | int | None = None
+) -> dict[str, float | int | list[float]]:
+    """Mean and IQM with stratified bootstrap CIs (seeds and episodes) of a ``(seeds, episodes)`` matrix."""
+    a = _as_matrix(scores)
+    g = _rng(rng)
+    return {
+        "mean": float(a.mean()),
+        "ci": list(stratified_bootstrap_ci(a, np.mean, n_boot, ci, g)),
+        "iqm": float(iqm(a)),
+        "iqm_ci": list(stratified_bootstrap_ci(a, iqm, n_boot, ci, g)),
+        "std": float(a.std()),
+        "seed_means": [float(m) for m in a.mean(axis=1)],
+        "n_seeds": int(a.shape[0]),
+        "n_episodes": int(a.shape[1]),
+    }
