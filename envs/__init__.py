@@ -19,3 +19,14 @@ if "darla/SeekAvoid-v0" not in gymnasium.registry:
 
 # Shared file: each module appends its own export line below.
 from envs.dsprites import DSprites  # noqa: E402,F401
+from envs.collect import collect_frames  # noqa: E402,F401
+
+
+def __getattr__(name: str):
+    # envs.frames imports torch: load it on first use so `import envs` (and every collection worker) stays light.
+    # If another lazy export is needed, add a branch here rather than a second __getattr__.
+    if name == "FrameDataset":
+        from envs.frames import FrameDataset
+
+        return FrameDataset
+    raise AttributeError(f"module 'envs' has no attribute {name!r}")
