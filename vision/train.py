@@ -1,0 +1,426 @@
+"""Stage 1, "learn to see": one training loop for every model of the zoo.
+
+:func:`train_vision` samples random minibatches of frames, calls ``model.train_step`` (so models with
+several optimisers, like FactorVAE's discriminator, plug in unchanged), logs to TensorBoard, writes
+resumable checkpoints, probes the trained features against the data's ground-truth factors and saves
+the final model with :func:`vision.save`.
+
+Out directory layout::
+
+    out_dir/
+      model/            the final checkpoint (vision.save; extra: run, probe table)
+      ckpt/latest.json  which step directory is the newest complete checkpoint
+      ckpt/step_000500/ model/ (vision.save) + optim.safetensors (optimiser tensors, torch RNG) + state.json
+      dae/              beta_vae_dae only: the DAE pre-trained first (itself a train_vision out_dir)
+      tb/               TensorBoard event files
+      probe.json, probe.md
+
+A killed run resumes from ``ckpt/latest.json``: weights, optimiser moments, the step counter, the
+minibatch RNG (numpy) and the noise RNG (torch) are restored, so the resumed run ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from vision.base import VisionModel, config_dict, make, to_tensor
+from vision.checkpoint import CONFIG, CheckpointError, atomic_write_bytes, load, read_meta, save
+
+log = logging.getLogger(__name__)
+
+CKPT_DIR = "ckpt"
+MODEL_DIR = "model"
+DAE_DIR = "dae"
+LATEST = "latest.json"
+DEFAULT_DAE_STEPS = 1500
+PROBE_MAX_FRAMES = 5000
+IMAGE_EVERY_LOGS = 10  # reconstructions go to TensorBoard every 10th scalar log
+
+
+def train_vision(
+    model_or_name: str | VisionModel,
+    data: Any,
+    out_dir: str | os.PathLike,
+    steps: int,
+    batch_size: int = 64,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    log_every: int = 50,
+    checkpoint_every: int = 500,
+    progress: bool = True,
+    config: dict[str, Any] | None = None,
+    dae_steps: int | None = None,
+    probe: bool = True,
+    task_factors: Sequence[str] | None = None,
+) -> Path:
+    """Train a vision model on frames; return the final checkpoint directory ``out_dir/model``.
+
+    :param model_or_name: a registered name (built with ``config``; ``image_size`` and ``channels``
+        are taken from the data) or a built :class:`VisionModel` (trained in place).
+    :param data: ``(N, H, W, C)`` uint8 frames (a numpy memmap is fine), or an object with ``.frames``
+        like ``envs.frames.FrameDataset`` (then ``.factors``/``.factor_names`` feed the probe).
+    :param out_dir: run directory; an unfinished run in it is resumed, a finished one with the same
+        settings is returned as is.
+    :param steps: optimiser updates in total (including any done before a resume).
+    :param batch_size: frames per update, drawn uniformly with replacement.
+    :param lr: learning rate; ``None`` keeps the model config's ``lr``.
+    :param seed: seeds the weights, the minibatch order and the models' noise.
+    :param device: torch device.
+    :param log_every: steps between TensorBoard scalar logs (the only host syncs beyond the step).
+    :param checkpoint_every: steps between resumable checkpoints (one is also written at the end).
+    :param progress: show a tqdm progress bar.
+    :param config: model config overrides when ``model_or_name`` is a name.
+    :param dae_steps: ``beta_vae_dae`` without a ``dae_checkpoint``: steps of the DAE trained first into
+        ``out_dir/dae`` (default 1500; reused if already there).
+    :param probe: after training, fit linear probes from features to the data's factors
+        (:mod:`vision.probe`); warn if task-relevant factors are not recoverable.
+    :param task_factors: the task-relevant factor names for that warning; default: the factors matching
+        :data:`vision.probe.DEFAULT_TASK_PATTERNS`.
+    """
+    out_dir = Path(out_dir)
+    frames, factors, factor_names = _unpack_data(data)
+    _check_positive(steps=steps, batch_size=batch_size, log_every=log_every, checkpoint_every=checkpoint_every)
+    if lr is not None and not lr > 0:
+        raise ValueError(f"lr must be > 0 or None (use the model's), got {lr}")
+    n, size, _, channels = frames.shape
+    device = torch.device(device)
+
+    torch.manual_seed(seed)  # the initial weights
+    model = _build_model(model_or_name, config, size, channels, lr)
+    signature = _run_signature(model, batch_size, seed, frames.shape)
+
+    final_dir = out_dir / MODEL_DIR
+    done = _finished_run(final_dir, signature, steps)
+    if done is not None:
+        log.info("vision: %s already trained for %d steps in %s; reusing it", model.name, steps, final_dir)
+        return done
+
+    extra: dict[str, Any] = {}
+    if hasattr(model, "set_dae") and not bool(getattr(model, "dae_ready", True)):
+        dae_path = _pretrain_dae(model, data, out_dir, dae_steps, batch_size, lr, seed, device, progress)
+        model.set_dae(load(dae_path))
+        extra["dae"] = str(dae_path)
+    model.to(device)
+    optimizers = model.configure_optimizers()
+
+    rng = np.random.default_rng(seed)  # minibatch indices
+    torch.manual_seed(seed + 1)  # the models' noise (ε, masks), separate from the init stream
+    start = _resume(out_dir / CKPT_DIR, model, optimizers, rng, signature, device)
+    if start > steps:
+        raise ValueError(
+            f"{out_dir} holds a checkpoint at step {start}, beyond the requested {steps} steps; "
+            "pass steps >= that or use a fresh out_dir"
+        )
+
+    writer = _summary_writer(out_dir / "tb")
+    model.train()
+    sums: dict[str, float] = {}
+    count = 0
+    bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"train {model.name}", unit="step")
+    try:
+        for step in range(start + 1, steps + 1):
+            idx = np.sort(rng.integers(0, n, size=batch_size))  # sorted: sequential reads from a memmap
+            x = to_tensor(np.asarray(frames[idx]), device)  # (B, C, H, W) float in [0, 1]
+            terms = model.train_step(x, optimizers)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if step % log_every == 0 or step == steps:
+                means = {k: v / count for k, v in sums.items()}
+                _log_scalars(writer, model, x, means, step, images=(step // log_every) % IMAGE_EVERY_LOGS == 0)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
+                sums, count = {}, 0
+            if step % checkpoint_every == 0 or step == steps:
+                _write_checkpoint(out_dir / CKPT_DIR, model, optimizers, rng, signature, step)
+            bar.update(1)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+
+    model.eval()
+    extra["train"] = {**signature, "steps": steps, "lr": _current_lr(optimizers)}
+    if hasattr(data, "root"):  # FrameDataset: `darla traverse` finds the frames again from here
+        extra["data"] = str(data.root)
+    if probe and factors is not None and factor_names:
+        extra["probe"] = _probe_and_report(model, frames, factors, factor_names, out_dir, seed, device, task_factors)
+    save(model, final_dir, extra=extra)
+    log.info("vision: %s trained for %d steps; checkpoint %s", model.name, steps, final_dir)
+    return final_dir
+
+
+# -- data and model ------------------------------------------------------------------------------
+def _unpack_data(data: Any) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """``(frames (N, H, W, C) uint8, factors (N, F) or None, factor names or None)``."""
+    factors = names = None
+    if hasattr(data, "frames"):
+        frames = data.frames
+        factors = getattr(data, "factors", None)
+        names = list(getattr(data, "factor_names", []) or []) or None
+    else:
+        frames = data
+    if not isinstance(frames, np.ndarray):
+        raise TypeError(
+            f"train_vision data must be a (N, H, W, C) uint8 array or an object with .frames "
+            f"(envs.frames.FrameDataset), got {type(data).__name__}"
+        )
+    if frames.ndim != 4 or frames.dtype != np.uint8 or frames.shape[1] != frames.shape[2]:
+        raise ValueError(
+            f"train_vision expects square uint8 frames (N, H, W, C), got {frames.shape} {frames.dtype}; "
+            "collect frames with `darla collect` or convert with (x * 255).astype(np.uint8)"
+        )
+    if frames.shape[0] < 1:
+        raise ValueError("train_vision got an empty frame array")
+    if factors is not None:
+        factors = np.asarray(factors)
+        if factors.ndim != 2 or factors.shape[0] != frames.shape[0] or (names and len(names) != factors.shape[1]):
+            raise ValueError(
+                f"factors {factors.shape} do not match frames {frames.shape} and names {names}; "
+                "expected (N, F) with F names"
+            )
+    return frames, factors, names
+
+
+def _build_model(
+    model_or_name: str | VisionModel, config: dict[str, Any] | None, size: int, channels: int, lr: float | None
+) -> VisionModel:
+    if isinstance(model_or_name, VisionModel):
+        if config:
+            raise ValueError("config overrides apply to a model name; a built model already has its config")
+        model = model_or_name
+    elif isinstance(model_or_name, str):
+        cfg = dict(config or {})
+        for key, value in (("image_size", size), ("channels", channels)):
+            if key in cfg and cfg[key] != value:
+                raise ValueError(f"config {key}={cfg[key]} does not match the data's frames ({key} {value})")
+            cfg[key] = value
+        if lr is not None:
+            cfg["lr"] = lr
+        model = make(model_or_name, **cfg)
+    else:
+        raise TypeError(f"model_or_name must be a registered model name or a VisionModel, got {model_or_name!r}")
+    c = model.config
+    if (c.image_size, c.channels) != (size, channels):
+        raise ValueError(
+            f"model '{model.name}' is built for {c.channels}×{c.image_size}² images, the data has "
+            f"{channels}×{size}²; build it with image_size={size}, channels={channels}"
+        )
+    if lr is not None:
+        c.lr = float(lr)
+    return model
+
+
+def _pretrain_dae(model: VisionModel, data: Any, out_dir: Path, dae_steps: int | None, batch_size: int,
+                  lr: float | None, seed: int, device: torch.device, progress: bool) -> Path:
+    """β-VAE_DAE's J: train (or reuse) a ``dae`` on the same frames in ``out_dir/dae``."""
+    c = model.config
+    steps = DEFAULT_DAE_STEPS if dae_steps is None else dae_steps
+    log.info("vision: pre-training the DAE for %s (%d steps) in %s", model.name, steps, out_dir / DAE_DIR)
+    return train_vision(
+        "dae", data, out_dir / DAE_DIR, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+        progress=progress, config={"latents": c.dae_bottleneck}, probe=False,
+    )
+
+
+def _check_positive(**values: int) -> None:
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+
+
+def _run_signature(model: VisionModel, batch_size: int, seed: int, shape: tuple[int, ...]) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed (steps may grow)."""
+    return {"model": model.name, "config": _jsonable(config_dict(model)), "batch_size": batch_size,
+            "seed": seed, "data_shape": list(shape)}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _finished_run(final_dir: Path, signature: dict[str, Any], steps: int) -> Path | None:
+    if not (final_dir / CONFIG).exists():
+        return None
+    try:
+        train = read_meta(final_dir).get("extra", {}).get("train", {})
+    except CheckpointError:
+        return None
+    same = {k: train.get(k) for k in signature} == signature and train.get("steps") == steps
+    return final_dir if same else None
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def _write_checkpoint(ckpt_root: Path, model: VisionModel, optimizers: list[torch.optim.Optimizer],
+                      rng: np.random.Generator, signature: dict[str, Any], step: int) -> Path:
+    """Write ``ckpt/step_XXXXXX`` completely, then point ``latest.json`` at it, then drop older ones."""
+    step_dir = ckpt_root / f"step_{step:07d}"
+    if step_dir.exists():
+        shutil.rmtree(step_dir)
+    save(model, step_dir / MODEL_DIR)
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    groups = []
+    for i, opt in enumerate(optimizers):
+        sd = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, pstate in sd["state"].items():
+            for key, value in pstate.items():
+                if torch.is_tensor(value):
+                    tensors[f"opt{i}.{pid}.{key}"] = value.detach().cpu().contiguous()
+                else:
+                    scalars.setdefault(str(pid), {})[key] = value
+        groups.append({"param_groups": sd["param_groups"], "scalars": scalars})
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    tmp = step_dir / ".optim.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, step_dir / "optim.safetensors")
+    state = {"step": step, "signature": signature, "optimizers": groups, "numpy_rng": rng.bit_generator.state}
+    atomic_write_bytes(step_dir / "state.json", json.dumps(state, default=_json_default).encode())
+    atomic_write_bytes(ckpt_root / LATEST, json.dumps({"step": step, "dir": step_dir.name}).encode())
+    for old in ckpt_root.glob("step_*"):
+        if old.is_dir() and old.name != step_dir.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return step_dir
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint's JSON")
+
+
+def _resume(ckpt_root: Path, model: VisionModel, optimizers: list[torch.optim.Optimizer],
+            rng: np.random.Generator, signature: dict[str, Any], device: torch.device) -> int:
+    """Restore the newest complete checkpoint under ``ckpt_root``; return its step (0 if none)."""
+    latest = ckpt_root / LATEST
+    if not latest.exists():
+        return 0
+    try:
+        step_dir = ckpt_root / json.loads(latest.read_text())["dir"]
+        state = json.loads((step_dir / "state.json").read_text())
+        tensors = load_file(str(step_dir / "optim.safetensors"))
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(
+            f"cannot resume from {ckpt_root}: {e}; delete {ckpt_root} to restart training from scratch"
+        ) from None
+    if _jsonable(state["signature"]) != _jsonable(signature):
+        diff = sorted(k for k in signature if state["signature"].get(k) != signature[k])
+        raise ValueError(
+            f"{ckpt_root} holds a checkpoint of a different run (differs in {', '.join(diff)}); "
+            "use a fresh out_dir, or delete it to start over"
+        )
+    trained = load(step_dir / MODEL_DIR, device=device)
+    model.load_state_dict(trained.state_dict())
+    if len(state["optimizers"]) != len(optimizers):
+        raise CheckpointError(f"{step_dir}: {len(state['optimizers'])} optimiser states for {len(optimizers)} optimisers")
+    for i, (opt, saved) in enumerate(zip(optimizers, state["optimizers"])):
+        per_param: dict[int, dict[str, Any]] = {}
+        prefix = f"opt{i}."
+        for name, value in tensors.items():
+            if name.startswith(prefix):
+                pid, key = name[len(prefix):].split(".", 1)
+                per_param.setdefault(int(pid), {})[key] = value.to(device)
+        for pid, scalars in saved["scalars"].items():
+            per_param.setdefault(int(pid), {}).update(scalars)
+        opt.load_state_dict({"state": per_param, "param_groups": saved["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    rng.bit_generator.state = state["numpy_rng"]
+    log.info("vision: resuming %s from step %d (%s)", model.name, state["step"], step_dir)
+    return int(state["step"])
+
+
+def _current_lr(optimizers: list[torch.optim.Optimizer]) -> float:
+    return float(optimizers[0].param_groups[0]["lr"])
+
+
+# -- logging -------------------------------------------------------------------------------------
+def _summary_writer(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but logging must never stop training
+        log.warning("tensorboard is not installed; training without TensorBoard logs")
+        return None
+    return SummaryWriter(str(path))
+
+
+def reconstruct(model: VisionModel, x: torch.Tensor) -> torch.Tensor:
+    """``decode(features(x))``: the deterministic reconstruction ``(B, C, H, W)`` in [0, 1]."""
+    return model.decode(model.features(x))
+
+
+@torch.no_grad()
+def _log_scalars(writer, model: VisionModel, x: torch.Tensor, means: dict[str, float], step: int,
+                 images: bool) -> None:
+    if writer is None:
+        return
+    for key, value in means.items():
+        writer.add_scalar(f"loss/{key}", value, step)
+    for key, vec in model.extra_logs(x).items():
+        vec = vec.detach().float().cpu().flatten()
+        if vec.numel() == 1:
+            writer.add_scalar(key, float(vec), step)
+            continue
+        for j, v in enumerate(vec.tolist()):
+            writer.add_scalar(f"{key}/{j:02d}", v, step)
+        writer.add_scalar(f"{key}/total", float(vec.sum()), step)
+    if images and model.generative:
+        was_training = model.training
+        model.eval()
+        try:
+            recon = reconstruct(model, x[:8])
+            writer.add_images("reconstruction", torch.cat([x[:8], recon]).clamp(0, 1).cpu(), step)
+        except NotImplementedError:
+            pass
+        finally:
+            model.train(was_training)
+
+
+# -- probe ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def encode_frames(model: VisionModel, frames: np.ndarray, device: torch.device | str = "cpu",
+                  batch_size: int = 256) -> np.ndarray:
+    """``features`` of ``(N, H, W, C)`` uint8 frames in eval mode → ``(N, feature_dim)`` float32."""
+    was_training = model.training
+    model.eval()
+    out = [model.features(to_tensor(np.asarray(frames[i:i + batch_size]), device)).float().cpu().numpy()
+           for i in range(0, len(frames), batch_size)]
+    model.train(was_training)
+    return np.concatenate(out, axis=0)
+
+
+def _probe_and_report(model: VisionModel, frames: np.ndarray, factors: np.ndarray, names: list[str],
+                      out_dir: Path, seed: int, device: torch.device, task_factors: Sequence[str] | None) -> dict:
+    from vision.probe import probe_factors, probe_report, task_factors_recoverable
+
+    n = len(frames)
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, PROBE_MAX_FRAMES), replace=False))
+    feats = encode_frames(model, frames[idx], device)
+    result = probe_factors(feats, np.asarray(factors)[idx], names, seed=seed)
+    ok, message = task_factors_recoverable(result, required=task_factors)
+    result["task_factors_ok"] = ok
+    result["task_factors_message"] = message
+    table = probe_report(result, required=task_factors)
+    atomic_write_bytes(out_dir / "probe.json", json.dumps(result, indent=2, default=_json_default).encode())
+    atomic_write_bytes(out_dir / "probe.md", (table + "\n").encode())
+    if ok:
+        log.info("vision probe: %s", message)
+    else:
+        log.warning("vision probe (%s): %s — a policy on these features may not learn the task; "
+                    "try a lower beta, more latents, more steps or taller objects", model.name, message)
+    return {"table": table, "task_factors_ok": ok, "message": message}
