@@ -20,6 +20,11 @@ if "darla/SeekAvoid-v0" not in gymnasium.registry:
 # Shared file: each module appends its own export line below.
 from envs.dsprites import DSprites  # noqa: E402,F401
 from envs.collect import collect_frames  # noqa: E402,F401
+from envs.domains import (  # noqa: E402,F401
+    Domain, RoomStyle, get_domain, get_split, list_domains, list_splits, load_domains_yaml, resolve_domains,
+)
+from envs.wrappers import Brightness, ColorTint, HueShift, TextureNoise  # noqa: E402,F401
+from envs.seekavoid_factors import SeekAvoidFactors  # noqa: E402,F401  (registers "seekavoid-factors")
 
 
 def __getattr__(name: str):
@@ -29,4 +34,8 @@ def __getattr__(name: str):
         from envs.frames import FrameDataset
 
         return FrameDataset
+    if name == "SeekAvoidEnv":  # imports miniworld (OpenGL): on first use only
+        from envs.seekavoid import SeekAvoidEnv
+
+        return SeekAvoidEnv
     raise AttributeError(f"module 'envs' has no attribute {name!r}")
