@@ -1,0 +1,124 @@
+"""Stage-1 collection speed: ``collect_frames`` (2 worker processes) vs one env stepping in one process.
+
+Side by side in one run, same resolution, random actions:
+
+- ``raw miniworld``: ``MiniWorld-OneRoom-v0`` stepped in this process (what miniworld costs by itself);
+- ``SeekAvoid, 1 env``: ``darla/SeekAvoid-v0`` over the source split stepped in this process;
+- ``collect_frames``: the full collection into a temp directory with ``--workers`` processes.
+
+The baselines are timed on stepping only (env already built, frames thrown away); ``collect_frames``
+is timed end to end (spawning workers, building their envs, writing chunks, assembling the arrays), so
+the ratios are conservative. ``ratio`` = collect_frames frames/s ÷ single SeekAvoid env frames/s (the
+parallel speed-up on the same renderer); ``ratio_vs_raw_miniworld`` compares with plain miniworld.
+Writes ``benchmarks/results/collect.json`` and prints a Markdown table.
+
+    python benchmarks/collect.py                    # 20,000 frames of 64×64 (darla collect's default)
+    python benchmarks/collect.py --frames 4000      # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PYGLET_HEADLESS", "1")
+# Run as a script, this file's directory comes first on sys.path and its siblings would shadow packages.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import gymnasium  # noqa: E402
+import numpy as np  # noqa: E402
+
+import envs  # noqa: E402,F401
+import miniworld  # noqa: E402,F401  (registers MiniWorld-OneRoom-v0)
+from envs.collect import collect_frames  # noqa: E402
+
+RESULT = Path(__file__).resolve().parent / "results" / "collect.json"
+
+
+def step_fps(env_id: str, frames: int, seed: int = 0, **kwargs) -> dict:
+    """Frames/s of one env stepped with uniform random actions in this process (reset frames count)."""
+    t0 = time.perf_counter()
+    env = gymnasium.make(env_id, **kwargs)
+    make_s = time.perf_counter() - t0
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    n_actions = int(env.action_space.n)
+    t0 = time.perf_counter()
+    done = 1
+    while done < frames:
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(n_actions)))
+        done += 1
+        if (terminated or truncated) and done < frames:
+            env.reset()
+            done += 1
+    seconds = time.perf_counter() - t0
+    env.close()
+    return {"frames": frames, "seconds": round(seconds, 3), "fps": round(frames / seconds, 1),
+            "make_seconds": round(make_s, 3)}
+
+
+def collect_fps(frames: int, obs_size: int, workers: int, chunk_size: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        collect_frames(Path(tmp) / "data", frames=frames, split="source", workers=workers, seed=0,
+                       obs_size=obs_size, chunk_size=chunk_size, progress=False)
+        seconds = time.perf_counter() - t0
+    return {"frames": frames, "seconds": round(seconds, 3), "fps": round(frames / seconds, 1), "workers": workers,
+            "chunk_size": chunk_size}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=20_000)
+    p.add_argument("--obs-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--chunk-size", type=int, default=1000)
+    p.add_argument("--out", type=Path, default=RESULT)
+    args = p.parse_args(argv)
+    s = args.obs_size
+
+    raw = step_fps("MiniWorld-OneRoom-v0", args.frames, obs_width=s, obs_height=s)
+    single = step_fps("darla/SeekAvoid-v0", args.frames, domain="source", layout="choice", obs_size=s)
+    parallel = collect_fps(args.frames, s, args.workers, args.chunk_size)
+    result = {
+        "benchmark": "stage-1 collection frames/s",
+        "obs_size": s,
+        "frames": args.frames,
+        "cpus": os.cpu_count(),
+        "load_average_before": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "raw_miniworld_oneroom": raw,
+        "seekavoid_single_env": single,
+        "collect_frames": parallel,
+        "ratio": round(parallel["fps"] / single["fps"], 3),
+        "ratio_vs_raw_miniworld": round(parallel["fps"] / raw["fps"], 3),
+        "goal": "ratio >= 1.6 on 2 cores",
+        "note": "baselines time stepping only; collect_frames is timed end to end (worker start-up, env "
+                "construction, chunk writes, assembly)",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, args.out)
+
+    rows = [("raw miniworld OneRoom, 1 env, stepping", raw),
+            ("SeekAvoid source, 1 env, stepping", single),
+            (f"collect_frames, {args.workers} workers, end to end", parallel)]
+    print(f"\n{args.frames} frames of {s}×{s}, {os.cpu_count()} CPUs\n")
+    print("| run | frames/s | seconds | × SeekAvoid 1 env |")
+    print("|---|---:|---:|---:|")
+    for name, r in rows:
+        print(f"| {name} | {r['fps']:,.0f} | {r['seconds']:.2f} | {r['fps'] / single['fps']:.2f} |")
+    print(f"\nratio (collect / 1 SeekAvoid env): {result['ratio']:.2f}; vs raw miniworld: "
+          f"{result['ratio_vs_raw_miniworld']:.2f}; wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
