@@ -116,7 +116,13 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VisionM
         raise CheckpointError(f"checkpoint '{path}': cannot read {WEIGHTS} ({e})") from None
     cls = model_class(meta["model"])
     model = cls(build_config(cls.config_cls, meta["config"], model=meta["model"]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same keys, other shapes (e.g. another model's or config's weights)
+        raise CheckpointError(
+            f"checkpoint '{path}' does not fit model '{meta['model']}' with its config: "
+            f"{str(e).splitlines()[-1].strip()}"
+        ) from None
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint '{path}' does not fit model '{meta['model']}': missing {sorted(missing)[:5]}, "
