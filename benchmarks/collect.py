@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--frames", type=int, default=20_000)
     p.add_argument("--obs-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--chunk-size", type=int, default=1000)
+    p.add_argument("--chunk-size", type=int, default=500)
     p.add_argument("--out", type=Path, default=RESULT)
     args = p.parse_args(argv)
     s = args.obs_size

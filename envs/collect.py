@@ -294,7 +294,7 @@ def _read_chunk(path: Path, task: _ChunkTask, frame_shape: tuple[int, ...]) -> d
 
 
 # Per-worker-process state: the env is built once per process and reused for every chunk it renders.
-_worker_env: dict[_EnvRecipe, Any] = {}
+_worker_env: dict[str, Any] = {"recipe": None, "env": None}
 _worker_queue = None
 
 
@@ -306,9 +306,11 @@ def _worker_init(progress_queue) -> None:
 
 
 def _worker_render(recipe: _EnvRecipe, task: _ChunkTask) -> int:
-    env = _worker_env.get(recipe)
-    if env is None:
-        env = _worker_env[recipe] = recipe.make()
+    if _worker_env["recipe"] != recipe:
+        if _worker_env["env"] is not None:
+            _worker_env["env"].close()
+        _worker_env.update(recipe=recipe, env=recipe.make())
+    env = _worker_env["env"]
     report = _worker_queue.put if _worker_queue is not None else None
     _write_chunk(Path(task.path), render_chunk(env, task, report))
     return task.index
@@ -462,7 +464,7 @@ def collect_frames(
     obs_size: int = 64,
     layout: str = "choice",
     policy: str = "random",
-    chunk_size: int = 1000,
+    chunk_size: int = 500,
     progress: bool = True,
     overwrite: bool = False,
     allow_target: bool = False,
@@ -505,7 +507,7 @@ def collect_frames(
         "version": FORMAT_VERSION, "frames": int(frames), "split": label, "domains": domain_names,
         "domain_specs": [_domain_spec(d) for d in resolved], "seed": int(seed), "obs_size": int(obs_size),
         "layout": layout, "policy": policy, "chunk_size": int(chunk_size), "env_kwargs": env_kwargs,
-        "factor_names": list(factor_names),
+        "factor_names": list(factor_names), "held_out_domains": held_out_domains(resolved),
     }))
     out = Path(out_dir)
     if _prepare_dir(out, request, overwrite):
@@ -528,7 +530,7 @@ def collect_frames(
 
     _assemble(out, tasks, frame_shape, len(factor_names))
     meta = {**{k: request[k] for k in ("version", "frames", "obs_size", "split", "domains", "factor_names", "seed",
-                                       "layout", "policy", "chunk_size")},
+                                       "layout", "policy", "chunk_size", "held_out_domains")},
             "frame_shape": list(frame_shape), "request": request}
     _atomic_write_text(out / META_FILE, _json(meta))
     shutil.rmtree(out / CHUNK_DIR, ignore_errors=True)

@@ -69,6 +69,7 @@ def test_collection_has_documented_arrays_shapes_dtypes_and_meta(collected, fact
     assert meta["factor_names"] == factor_names
     assert (meta["frames"], meta["obs_size"], meta["split"], meta["seed"]) == (200, 32, "source", 0)
     assert (meta["layout"], meta["policy"], meta["version"]) == ("choice", "random", collect.FORMAT_VERSION)
+    assert meta["held_out_domains"] == []
     assert set(np.unique(domains)) <= {0, 1, 2}
     assert frames.std() > 10, "frames should show a scene, not a blank image"
     # the work files are gone: chunks deleted, no temp files
@@ -154,6 +155,12 @@ def test_refuses_the_target_combination_in_a_source_dataset(tmp_path, kwargs):
     with pytest.raises(ValueError, match="refusing to render .*zero-shot"):
         collect_frames(tmp_path / "d", workers=1, **{**SMALL, "frames": 8, **kwargs})
     assert not (tmp_path / "d").exists()
+
+
+def test_allow_target_makes_an_analysis_dataset_that_says_so(tmp_path):
+    out = collect_frames(tmp_path / "d", workers=1, allow_target=True, **{**SMALL, "frames": 8, "split": "target"})
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["held_out_domains"] == ["A-changed"] and meta["domains"] == ["A-changed"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
