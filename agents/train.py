@@ -174,6 +174,20 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any] | None, algo_cls:
     return kwargs
 
 
+def _declared_domains(venv: VecEnv) -> list[str]:
+    """Names in the envs' ``domains`` attribute (multi-domain envs such as SeekAvoid list what they draw
+    from), so every training domain is recorded even if a short run never drew some of them."""
+    try:
+        lists = venv.get_attr("domains")
+    except (AttributeError, TypeError):
+        return []
+    names = set()
+    for domains in lists:
+        for d in domains if isinstance(domains, (list, tuple)) else []:
+            names.add(d if isinstance(d, str) else str(getattr(d, "name", d)))
+    return sorted(names)
+
+
 def _env_label(env_id: str | None, env_fn: Callable | None) -> str | None:
     if env_id is not None:
         return env_id
@@ -308,7 +322,7 @@ def train_policy(
         "obs_size": obs_size,
         "obs_shape": list(obs_shape),
         "algo_kwargs": _jsonable(kwargs),
-        "train_domains": sorted(curve.domains),
+        "train_domains": sorted(set(curve.domains) | set(_declared_domains(frames_env))),
         "final_mean_return": curve.rows[-1]["mean_return"] if curve.rows else None,
     }
     atomic_write_bytes(out / POLICY_JSON, json.dumps(meta, indent=2).encode())

@@ -24,6 +24,7 @@ def test_examples_train_then_evaluate_on_a_custom_domain(tmp_path, monkeypatch, 
                                            "--domain", "A-default", "--out", str(policy)], monkeypatch)
     meta = json.loads((policy / "policy.json").read_text())
     assert meta["mode"] == "latent" and meta["obs_size"] == 16 and meta["vision_id"]
+    assert meta["train_domains"] == ["A-default"]
 
     _run("evaluate_custom_domain.py", ["--policy", str(policy), "--episodes", "2", "--out", str(tmp_path / "eval")],
          monkeypatch)
