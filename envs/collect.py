@@ -351,7 +351,7 @@ def _prepare_dir(out: Path, request: dict, overwrite: bool) -> bool:
             raise ValueError(
                 f"{out} holds a collection made with different arguments (differ: {', '.join(diff)}); "
                 "rerun with the same arguments to resume or reuse it, collect into another directory, "
-                "or pass overwrite=True to replace it"
+                "or pass overwrite=True (or delete the directory) to replace it"
             )
         if (out / META_FILE).is_file():
             shutil.rmtree(out / CHUNK_DIR, ignore_errors=True)  # a run killed while cleaning up
