@@ -18,12 +18,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(dump_config(config), end="")
         return 0
     report = run_pipeline(config, args.out, progress=not args.quiet)
+    from darla.report import format_estimate
+
     summary = json.loads((report.parent / "summary.json").read_text())
     print(f"\nreport: {report}")
     for key in ("source", "target", "ratio"):
         if key in summary:
-            s = summary[key]
-            print(f"  {key:>6}: {s['mean']:.3f}  (95% CI {s['ci'][0]:.3f} – {s['ci'][1]:.3f})")
+            print(f"  {key:>6}: {format_estimate(summary[key])}")
     return 0
 
 

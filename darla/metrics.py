@@ -51,7 +51,8 @@ def checkpoint_metrics(checkpoint: str | Path, dataset: str, metrics: str | list
     from vision.metrics import metrics_table
 
     model = vision.load(checkpoint)
-    data = envs.factor_dataset(dataset, **({"obs_size": model.config.image_size} if dataset != "dsprites" else {}))
+    size_kw = "image_size" if dataset == "dsprites" else "obs_size"
+    data = envs.factor_dataset(dataset, **{size_kw: model.config.image_size})
     h, w, c = data.observation_shape
     if (h, c) != (model.config.image_size, model.config.channels):
         raise ValueError(

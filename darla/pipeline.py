@@ -221,16 +221,21 @@ def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], pr
     def fn(d: Path) -> dict:
         result = evaluate_policies(policy_dirs, config.evaluate.domains, config.evaluate.episodes,
                                    seed=config.seed + 10_000, deterministic=config.evaluate.deterministic,
-                                   env_kw=env_kwargs(config), out_dir=d, progress=progress)
+                                   env_kw=env_kwargs(config), out_dir=d, progress=progress,
+                                   source=config.collect.split)
         return {"summary": result.get("summary", {})}
 
     return stage, stage.run(fn, cfg)
 
 
 def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: int, seed: int,
-                      deterministic: bool, env_kw: dict[str, Any], out_dir: Path, progress: bool = True
-                      ) -> dict[str, Any]:
-    """Zero-shot evaluation of trained policies on SeekAvoid domains (names, splits or a YAML spec)."""
+                      deterministic: bool, env_kw: dict[str, Any], out_dir: Path, progress: bool = True,
+                      source: str | None = None) -> dict[str, Any]:
+    """Zero-shot evaluation of trained policies on SeekAvoid domains (names, splits or a YAML spec).
+
+    ``source`` names the domains (split or names) that count as source; the others are targets.
+    Default: the domains the policies were trained on.
+    """
     import gymnasium
 
     from agents.evaluate import write_evaluation, zero_shot_evaluate
@@ -246,6 +251,7 @@ def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: in
         episodes=episodes,
         seed=seed,
         deterministic=deterministic,
+        source=resolve_domain_spec(source) if source else None,
         progress=progress,
     )
     write_evaluation(result, out_dir)

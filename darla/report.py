@@ -53,8 +53,7 @@ def _render(run_dir: Path, inputs: dict[str, Any]) -> Path:
     lines += ["## Zero-shot transfer", ""]
     for key in ("source", "target", "ratio"):
         if key in summary:
-            s = summary[key]
-            lines.append(f"- **{key}**: {s['mean']:.3f} (95% CI {s['ci'][0]:.3f} – {s['ci'][1]:.3f})")
+            lines.append(f"- **{key}**: {format_estimate(summary[key])}")
     lines.append("")
     md = Path(inputs["eval_dir"]) / "evaluation.md"
     if md.exists():
@@ -93,6 +92,16 @@ def headline(evaluation: dict[str, Any]) -> dict[str, Any]:
     overall = evaluation.get("overall", {})
     return {k: {"mean": overall[k]["mean"], "ci": overall[k]["ci"]} for k in ("source", "target", "ratio")
             if k in overall}
+
+
+def format_estimate(estimate: dict[str, Any]) -> str:
+    """``0.950 (95% CI 0.900 – 0.980)``; ``n/a`` where undefined (e.g. a ratio over a zero source return)."""
+    mean, ci = estimate.get("mean"), estimate.get("ci") or [None, None]
+    if mean is None:
+        return "n/a"
+    if None in ci:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} (95% CI {ci[0]:.3f} – {ci[1]:.3f})"
 
 
 def learning_curves_png(policy_dirs: list[Path], out: Path) -> Path | None:
