@@ -5,7 +5,7 @@ random (or exploratory) agent in the *source* domains, with the nuisances random
 the environment. Never the target combination: the vision would no longer be zero-shot.
 
 :func:`collect_frames` renders ``frames`` observations of ``darla/SeekAvoid-v0`` over a split's
-domains in parallel worker processes and stores them in a directory that
+domains in parallel processes and stores them in a directory that
 :class:`envs.frames.FrameDataset` reads with a memory map::
 
     out_dir/
@@ -17,7 +17,7 @@ domains in parallel worker processes and stores them in a directory that
 
 Work is split into chunks of ``chunk_size`` frames. Chunk ``k`` is rendered by one env reset with a
 seed derived from ``(seed, k)`` only, so the bytes do not depend on the number of workers or on which
-worker rendered it. Workers write each finished chunk as ``chunks/chunk_XXXXX.npz`` (temp file +
+process rendered it. Each finished chunk is written as ``chunks/chunk_XXXXX.npz`` (temp file +
 rename); a killed collection rerun with the same arguments reuses finished chunks and ends
 byte-identical to an uninterrupted run. The final arrays are assembled into temp files and renamed,
 ``meta.json`` last, then the chunks are deleted.
@@ -25,6 +25,7 @@ byte-identical to an uninterrupted run. The final arrays are assembled into temp
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import json
 import logging
@@ -52,6 +53,9 @@ FRAMES_FILE, FACTORS_FILE, DOMAINS_FILE = "frames.npy", "factors.npy", "domains.
 META_FILE, REQUEST_FILE, CHUNK_DIR = "meta.json", "collect.json", "chunks"
 _OWN_ENTRIES = (FRAMES_FILE, FACTORS_FILE, DOMAINS_FILE, META_FILE, REQUEST_FILE, CHUNK_DIR)
 _PROGRESS_EVERY = 32  # frames between progress messages from a worker
+#: whether the calling process renders chunks too while the workers start (tests turn it off to make
+#: the workers render every chunk)
+_MAIN_PROCESS_RENDERS = True
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -305,11 +309,17 @@ def _worker_init(progress_queue) -> None:
     _worker_queue = progress_queue
 
 
-def _worker_render(recipe: _EnvRecipe, task: _ChunkTask) -> int:
+def _worker_warmup(recipe: _EnvRecipe) -> int:
+    """Build this worker's env for ``recipe`` (once per process); returns the process id."""
     if _worker_env["recipe"] != recipe:
         if _worker_env["env"] is not None:
             _worker_env["env"].close()
         _worker_env.update(recipe=recipe, env=recipe.make())
+    return os.getpid()
+
+
+def _worker_render(recipe: _EnvRecipe, task: _ChunkTask) -> int:
+    _worker_warmup(recipe)
     env = _worker_env["env"]
     report = _worker_queue.put if _worker_queue is not None else None
     _write_chunk(Path(task.path), render_chunk(env, task, report))
@@ -383,38 +393,74 @@ def _render_in_process(recipe: _EnvRecipe, tasks: Iterable[_ChunkTask], bar) -> 
         env.close()
 
 
+def _raise_chunk_failure(task: _ChunkTask | None, error: BaseException) -> None:
+    """Re-raise a worker's error naming the chunk (``None``: while the worker was building its env)."""
+    what = f"rendering chunk {task.index} (frames {task.start}–{task.start + task.length - 1})" if task else \
+        "building its env"
+    if isinstance(error, cf.process.BrokenProcessPool):
+        raise RuntimeError(
+            f"a collection worker process died while {what} ({error}). If you call "
+            "collect_frames from a script, guard the call with `if __name__ == '__main__':` (spawned workers "
+            "re-import the main script), or pass workers=1; finished chunks are kept, rerun to resume"
+        ) from error
+    raise RuntimeError(f"a worker process failed {what}: {error}") from error
+
+
 def _render_in_workers(recipe: _EnvRecipe, tasks: list[_ChunkTask], workers: int, bar) -> None:
-    # spawn: a fresh interpreter per worker, no OpenGL context or pyglet state inherited by fork
+    """Render ``tasks`` with this process and ``workers - 1`` spawned processes, one env each.
+
+    A worker needs ~1–2 s to start (import miniworld, build its env), so each first builds its env
+    (a warm-up task) and is handed chunks only once ready, one at a time (topped up every few frames,
+    so the last chunks are shared out evenly). Meanwhile this process renders chunks itself instead of
+    idling: a collection never waits for start-up, and a small one is done before the workers are ready.
+    """
+    # spawn: a fresh interpreter per worker, no OpenGL context or pyglet state inherited through fork
     ctx = mp.get_context("spawn")
     progress = ctx.Queue()
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+    pool = cf.ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx, initializer=_worker_init,
                                   initargs=(progress,))
+    todo = collections.deque(tasks)  # this process takes from the front, the workers from the back
+    running: dict[cf.Future, _ChunkTask] = {}
+    warmups = {pool.submit(_worker_warmup, recipe) for _ in range(workers - 1)}
+    ready = 0
+
+    def poll(frames_here: int = 0) -> None:
+        nonlocal ready
+        bar.update(frames_here)
+        for fut in [f for f in warmups if f.done()]:
+            warmups.discard(fut)
+            if fut.exception() is not None:
+                _raise_chunk_failure(None, fut.exception())
+            ready += 1
+        for fut in [f for f in running if f.done()]:
+            task = running.pop(fut)
+            if fut.exception() is not None:
+                _raise_chunk_failure(task, fut.exception())
+        while True:
+            try:
+                bar.update(progress.get_nowait())
+            except queue_lib.Empty:
+                break
+        while todo and len(running) < ready:
+            task = todo.pop()
+            running[pool.submit(_worker_render, recipe, task)] = task
+
+    env = None
     try:
-        pending = {pool.submit(_worker_render, recipe, t): t for t in tasks}
-        while pending:
-            done, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                task = pending.pop(fut)
-                try:
-                    fut.result()
-                except cf.process.BrokenProcessPool as e:
-                    raise RuntimeError(
-                        f"a collection worker process died while rendering chunk {task.index} ({e}). If you call "
-                        "collect_frames from a script, guard the call with `if __name__ == '__main__':` (spawned "
-                        "workers re-import the main script), or pass workers=1; finished chunks are kept, rerun "
-                        "to resume"
-                    ) from e
-                except Exception as e:
-                    raise RuntimeError(f"rendering chunk {task.index} (frames {task.start}–"
-                                       f"{task.start + task.length - 1}) failed: {e}") from e
-            while True:
-                try:
-                    bar.update(progress.get_nowait())
-                except queue_lib.Empty:
-                    break
+        if _MAIN_PROCESS_RENDERS:
+            env = recipe.make()
+        while todo or running:
+            if todo and env is not None:
+                task = todo.popleft()
+                _write_chunk(Path(task.path), render_chunk(env, task, poll))
+            else:
+                cf.wait([*running, *warmups], timeout=0.1, return_when=cf.FIRST_COMPLETED)
+            poll()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        progress.close()
+        if env is not None:
+            env.close()
+        # don't wait for workers still starting up: they have no work left and exit on their own
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _assemble(out: Path, tasks: list[_ChunkTask], frame_shape: tuple[int, ...], n_factors: int) -> None:
@@ -474,14 +520,14 @@ def collect_frames(
 
     DARLA's stage 1 data (Higgins, Pal et al. 2017, sec. 2.2): a random or exploratory behaviour policy
     in the source domains, nuisances randomised per episode by the env (one domain drawn per episode).
-    Rendering runs in ``workers`` spawned processes, each with its own env, in chunks of
-    ``chunk_size`` frames; see the module docstring for the directory layout and resume semantics.
+    Rendering runs in this process and ``workers - 1`` spawned processes, each with its own env, in chunks
+    of ``chunk_size`` frames; see the module docstring for the directory layout and resume semantics.
 
     :param out_dir: directory to create (or resume / reuse when it holds the same request)
     :param frames: number of frames ``N``
     :param split: a split name (``"source"``) or comma-separated split/domain names; default ``"source"``
     :param domains: instead of ``split``: a list of domain names or ``Domain`` objects
-    :param workers: worker processes (``1`` renders in this process)
+    :param workers: rendering processes, this one included (``1``: no worker processes)
     :param seed: master seed; the dataset's bytes are a function of the request, not of ``workers``
     :param obs_size: side of the square RGB frames
     :param layout: SeekAvoid layout, ``"choice"`` or ``"collect"``
