@@ -1,0 +1,92 @@
+"""Independently controllable factors: the selectivity estimate, and selectivity rising by acting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vision
+from vision.base import ConfigError
+from vision.models.icf import selectivity
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Discrete:
+    def __init__(self, n):
+        self.n = n
+
+
+class DotEnv:
+    """A gymnasium-API stub: a 4×4 white square on a 4×4 grid of a 16×16 frame; actions move it
+    left, right, up, down (wrapping around, so every action changes the frame); episodes are truncated after 20 steps."""
+
+    action_space = Discrete(4)
+
+    def reset(self, seed=None):
+        self.rng = np.random.default_rng(seed)
+        self.pos = self.rng.integers(0, 4, size=2)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, a):
+        dx, dy = [(-1, 0), (1, 0), (0, -1), (0, 1)][a]
+        self.pos = (self.pos + (dx, dy)) % 4
+        self.t += 1
+        return self._obs(), 0.0, False, self.t >= 20, {}
+
+    def _obs(self):
+        img = np.zeros((16, 16, 3), dtype=np.uint8)
+        x, y = self.pos * 4
+        img[y : y + 4, x : x + 4] = 255
+        return img
+
+
+def test_selectivity_is_the_share_of_the_targeted_units_change():
+    f_s = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    f_next = torch.tensor([[3.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    sel = selectivity(f_s, f_next, torch.tensor([0, 2]))
+    torch.testing.assert_close(sel, torch.tensor([0.75, 0.0]))
+
+
+def test_selectivity_rises_when_acting(frames16):
+    torch.manual_seed(0)
+    model = vision.make("icf", image_size=16, latents=2, n_actions=4, env_steps=32, lr=3e-3, lam=10.0)
+    model.attach_env(DotEnv())
+    opts = model.configure_optimizers()
+    x = vision.to_tensor(np.stack([DotEnv().reset(seed=i)[0] for i in range(32)]))
+    sel = [model.train_step(x, opts)["selectivity"] for _ in range(120)]
+    first, last = np.mean(sel[:15]), np.mean(sel[-15:])
+    assert last > first + 0.1, (first, last)
+
+
+def test_without_env_the_step_is_a_plain_autoencoder_step(frames16):
+    torch.manual_seed(0)
+    model = vision.make("icf", image_size=16, latents=2)
+    logs = model.train_step(vision.to_tensor(frames16[:4]), model.configure_optimizers())
+    assert set(logs) == {"loss", "recon"} and logs["loss"] == logs["recon"]
+
+
+def test_attach_env_checks_actions_and_frame_size():
+    with pytest.raises(ValueError, match="n_actions=4"):
+        vision.make("icf", image_size=16, n_actions=3).attach_env(DotEnv())
+    with pytest.raises(ValueError, match="32, 32, 3"):
+        vision.make("icf", image_size=32, n_actions=4).attach_env(DotEnv())
+    with pytest.raises(ConfigError, match="env_steps"):
+        vision.make("icf", image_size=16, env_steps=1)
+
+
+def test_save_load_gives_identical_features(frames16, tmp_path):
+    torch.manual_seed(0)
+    model = vision.make("icf", image_size=16, latents=3).eval()
+    vision.save(model, tmp_path / "icf")
+    x = vision.to_tensor(frames16[:4])
+    with torch.no_grad():
+        torch.testing.assert_close(model.features(x), vision.load(tmp_path / "icf").features(x))
