@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     s = args.obs_size
 
+    load_before = list(os.getloadavg())
     runs: dict[str, list[dict]] = {"raw": [], "single": [], "parallel": []}
     for _ in range(args.repeats):  # interleaved, so a busy spell on the machine hits every variant alike
         runs["raw"].append(step_fps("MiniWorld-OneRoom-v0", args.frames, obs_width=s, obs_height=s))
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
         "frames": args.frames,
         "repeats": args.repeats,
         "cpus": os.cpu_count(),
-        "load_average_before": list(os.getloadavg()),
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
         "python": platform.python_version(),
         "raw_miniworld_oneroom": raw,
         "seekavoid_single_env": single,

@@ -304,8 +304,6 @@ _worker_queue = None
 
 def _worker_init(progress_queue) -> None:
     global _worker_queue
-    # llvmpipe (software GL) spawns render threads per process; with one process per core they compete
-    os.environ.setdefault("LP_NUM_THREADS", "1")
     _worker_queue = progress_queue
 
 
