@@ -10,6 +10,9 @@ The baselines are timed on stepping only (env already built, frames thrown away)
 is timed end to end (spawning workers, building their envs, writing chunks, assembling the arrays), so
 the ratios are conservative. ``ratio`` = collect_frames frames/s ÷ single SeekAvoid env frames/s (the
 parallel speed-up on the same renderer); ``ratio_vs_raw_miniworld`` compares with plain miniworld.
+Wall-clock ratios swing with whatever else runs on the machine, so CPU milliseconds per frame are
+recorded too (``cpu_cost_ratio`` = single env ÷ collect_frames, start-up included): on an idle machine
+with as many cores as workers, the wall-clock ratio approaches ``workers × cpu_cost_ratio``.
 Writes ``benchmarks/results/collect.json`` and prints a Markdown table.
 
     python benchmarks/collect.py                    # 20,000 frames of 64×64 (darla collect's default)
@@ -23,6 +26,8 @@ import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +42,6 @@ import numpy as np  # noqa: E402
 
 import envs  # noqa: E402,F401
 import miniworld  # noqa: E402,F401  (registers MiniWorld-OneRoom-v0)
-from envs.collect import collect_frames  # noqa: E402
 
 RESULT = Path(__file__).resolve().parent / "results" / "collect.json"
 
@@ -50,7 +54,7 @@ def step_fps(env_id: str, frames: int, seed: int = 0, **kwargs) -> dict:
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     n_actions = int(env.action_space.n)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()  # process time counts llvmpipe's render threads too
     done = 1
     while done < frames:
         _, _, terminated, truncated, _ = env.step(int(rng.integers(n_actions)))
@@ -58,20 +62,38 @@ def step_fps(env_id: str, frames: int, seed: int = 0, **kwargs) -> dict:
         if (terminated or truncated) and done < frames:
             env.reset()
             done += 1
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     env.close()
     return {"frames": frames, "seconds": round(seconds, 3), "fps": round(frames / seconds, 1),
-            "make_seconds": round(make_s, 3)}
+            "cpu_ms_per_frame": round(1000 * cpu / frames, 4), "make_seconds": round(make_s, 3)}
+
+
+_COLLECT_SCRIPT = """
+import json, sys, time
+from envs.collect import collect_frames
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    collect_frames(**json.loads(sys.argv[1]))
+    print(json.dumps({"seconds": time.perf_counter() - t0}))
+"""
 
 
 def collect_fps(frames: int, obs_size: int, workers: int, chunk_size: int) -> dict:
+    """``collect_frames`` in a fresh process (as ``darla collect`` runs it), timed inside that process; the
+    CPU time of that process and its workers (all waited for) comes from ``RUSAGE_CHILDREN``."""
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        collect_frames(Path(tmp) / "data", frames=frames, split="source", workers=workers, seed=0,
-                       obs_size=obs_size, chunk_size=chunk_size, progress=False)
-        seconds = time.perf_counter() - t0
-    return {"frames": frames, "seconds": round(seconds, 3), "fps": round(frames / seconds, 1), "workers": workers,
-            "chunk_size": chunk_size}
+        kwargs = {"out_dir": str(Path(tmp) / "data"), "frames": frames, "split": "source", "workers": workers,
+                  "seed": 0, "obs_size": obs_size, "chunk_size": chunk_size, "progress": False}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run([sys.executable, "-c", _COLLECT_SCRIPT, json.dumps(kwargs)], capture_output=True,
+                              text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"collect_frames failed:\n{proc.stderr[-3000:]}")
+    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"frames": frames, "seconds": round(seconds, 3), "fps": round(frames / seconds, 1),
+            "cpu_ms_per_frame": round(1000 * cpu / frames, 4), "workers": workers, "chunk_size": chunk_size}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -109,10 +131,14 @@ def main(argv: list[str] | None = None) -> dict:
         "seekavoid_single_env": single,
         "collect_frames": parallel,
         "ratio": round(parallel["fps"] / single["fps"], 3),
+        # CPU cost per frame is far less sensitive to other jobs on the machine than wall time; on an idle
+        # machine with `workers` cores the wall-clock ratio approaches workers × this one
+        "cpu_cost_ratio": round(single["cpu_ms_per_frame"] / parallel["cpu_ms_per_frame"], 3),
         "ratio_vs_raw_miniworld": round(parallel["fps"] / raw["fps"], 3),
         "goal": "ratio >= 1.6 on 2 cores",
         "note": "baselines time stepping only; collect_frames is timed end to end (worker start-up, env "
-                "construction, chunk writes, assembly)",
+                "construction, chunk writes, assembly) and its CPU time includes all of that plus interpreter "
+                "start-up; cpu_cost_ratio = single-env CPU ms/frame ÷ collect_frames CPU ms/frame",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
@@ -123,12 +149,14 @@ def main(argv: list[str] | None = None) -> dict:
             ("SeekAvoid source, 1 env, stepping", single),
             (f"collect_frames, {args.workers} workers, end to end", parallel)]
     print(f"\n{args.frames} frames of {s}×{s}, {os.cpu_count()} CPUs\n")
-    print("| run | frames/s | seconds | × SeekAvoid 1 env |")
-    print("|---|---:|---:|---:|")
+    print("| run | frames/s | seconds | × SeekAvoid 1 env | CPU ms/frame |")
+    print("|---|---:|---:|---:|---:|")
     for name, r in rows:
-        print(f"| {name} | {r['fps']:,.0f} | {r['seconds']:.2f} | {r['fps'] / single['fps']:.2f} |")
+        print(f"| {name} | {r['fps']:,.0f} | {r['seconds']:.2f} | {r['fps'] / single['fps']:.2f} "
+              f"| {r['cpu_ms_per_frame']:.3f} |")
     print(f"\nratio (collect / 1 SeekAvoid env): {result['ratio']:.2f}; vs raw miniworld: "
-          f"{result['ratio_vs_raw_miniworld']:.2f}; wrote {args.out}")
+          f"{result['ratio_vs_raw_miniworld']:.2f}; CPU cost ratio {result['cpu_cost_ratio']:.2f}; "
+          f"load average {load_before[0]:.1f} → {result['load_average_after'][0]:.1f}; wrote {args.out}")
     return result
 
 
