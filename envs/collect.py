@@ -1,8 +1,8 @@
 """Stage 1 of DARLA: render the frames the vision model learns to see from.
 
-DARLA (Higgins, Pal et al. 2017, sec. 2.2) trains its vision module on observations collected by a
-random (or exploratory) agent in the *source* domains, with the nuisances randomised per episode by
-the environment. Never the target combination: the vision would no longer be zero-shot.
+DARLA (Higgins, Pal et al. 2017; stage 1, "learn to see") trains its vision module on observations
+collected by a random (or exploratory) agent in the *source* domains, with the nuisances randomised
+per episode by the environment. Never the target combination: the vision would no longer be zero-shot.
 
 :func:`collect_frames` renders ``frames`` observations of ``darla/SeekAvoid-v0`` over a split's
 domains in parallel processes and stores them in a directory that
@@ -112,7 +112,9 @@ def _room_key(room: Any) -> Any:
     if isinstance(room, str):
         return room
     to_dict = getattr(room, "to_dict", None)
-    return json.dumps({k: v for k, v in to_dict().items() if k != "name"}, sort_keys=True) if callable(to_dict) else room
+    if not callable(to_dict):
+        return room
+    return json.dumps({k: v for k, v in to_dict().items() if k != "name"}, sort_keys=True)
 
 
 def held_out_domains(domains: Sequence[Any]) -> list[str]:
@@ -244,7 +246,8 @@ def render_chunk(env, task: _ChunkTask, report=None) -> dict[str, np.ndarray]:
         try:
             domains[i] = domain_index[info["domain"]]
         except KeyError:
-            raise ValueError(f"env reported domain {info.get('domain')!r}, not one of {list(task.domain_names)}") from None
+            raise ValueError(f"env reported domain {info.get('domain')!r}, "
+                             f"not one of {list(task.domain_names)}") from None
         frames[i] = obs
         factors[i] = _factor_vector(info["factors"], task.factor_names)
         pending += 1
@@ -516,8 +519,8 @@ def collect_frames(
 ) -> Path:
     """Render ``frames`` observations of ``darla/SeekAvoid-v0`` over a split's domains into ``out_dir``.
 
-    DARLA's stage 1 data (Higgins, Pal et al. 2017, sec. 2.2): a random or exploratory behaviour policy
-    in the source domains, nuisances randomised per episode by the env (one domain drawn per episode).
+    DARLA's stage-1 ("learn to see") data (Higgins, Pal et al. 2017): a random or exploratory behaviour
+    policy in the source domains, nuisances randomised per episode by the env (one domain drawn per episode).
     Rendering runs in this process and ``workers - 1`` spawned processes, each with its own env, in chunks
     of ``chunk_size`` frames; see the module docstring for the directory layout and resume semantics.
 
