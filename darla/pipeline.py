@@ -155,9 +155,12 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
     def fn(d: Path) -> dict:
         import numpy as np
 
+        import vision
+
         data = FrameDataset(data_stage.dir / "data")
+        model = build_vision_model(config, data, d, progress)
         model_dir = train_vision(
-            config.vision.model,
+            model,
             data,
             d,
             steps=config.vision.steps,
@@ -165,20 +168,60 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
             lr=config.vision.lr,
             seed=config.seed,
             device=config.device,
-            config=dict(config.vision.model_config),
+            config=dict(config.vision.model_config) if isinstance(model, str) else None,
             dae_steps=config.vision.dae_steps,
             progress=progress,
         )
-        import vision
-
-        model = vision.load(model_dir)
-        if model.generative:
+        trained = vision.load(model_dir)
+        if trained.generative:
             rng = np.random.default_rng(config.seed)
             idx = np.sort(rng.choice(len(data), size=min(8, len(data)), replace=False))
-            traverse(model, np.asarray(data.frames[idx]), d / "traversal.png")
+            traverse(trained, np.asarray(data.frames[idx]), d / "traversal.png")
+        if hasattr(trained, "demo_png") and getattr(model, "dataset", None) is not None:
+            trained.attach_factor_dataset(model.dataset)
+            trained.demo_png(d / "scan_demo.png")
         return {"model": str(model_dir)}
 
     return stage, stage.run(fn, cfg)
+
+
+def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: bool = True) -> Any:
+    """The model ``train_vision`` trains: a registry name, or — for the models that learn from more than
+    frames — a built model wired to its extra source (``vision`` imports nothing of ``envs``):
+
+    * ``dc_ign``: one-factor batches from the ``seekavoid-factors`` dataset at the frames' size;
+    * ``icf``: acts in the source domains of SeekAvoid;
+    * ``scan``: a ``beta_vae_dae`` trained first on the same frames (its visual primitives), then the
+      symbol VAE grounded on ``seekavoid-factors`` labels.
+    """
+    import torch
+
+    import vision
+    from envs import factor_dataset
+
+    name, mc = config.vision.model, dict(config.vision.model_config)
+    size = config.env.obs_size
+    if name not in ("dc_ign", "icf", "scan"):
+        return name
+    torch.manual_seed(config.seed)
+    if name == "dc_ign":
+        model = vision.make("dc_ign", image_size=size, channels=3, **mc)
+        model.attach_factor_dataset(factor_dataset("seekavoid-factors", obs_size=size))
+        return model
+    if name == "icf":
+        import gymnasium
+
+        model = vision.make("icf", image_size=size, channels=3, n_actions=3, **mc)
+        model.attach_env(gymnasium.make(ENV_ID, domain=config.collect.split, **env_kwargs(config)))
+        return model
+    from vision.models.scan import SCAN
+    from vision.train import train_vision
+
+    visual_dir = train_vision("beta_vae_dae", data, stage_dir / "visual", steps=config.vision.steps,
+                              batch_size=config.vision.batch_size, lr=config.vision.lr, seed=config.seed,
+                              device=config.device, dae_steps=config.vision.dae_steps, progress=progress)
+    return SCAN.for_dataset(vision.load(visual_dir), factor_dataset("seekavoid-factors", obs_size=size),
+                            visual_checkpoint=str(visual_dir), **mc)
 
 
 def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | None, vision_key: str,

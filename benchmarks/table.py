@@ -1,0 +1,72 @@
+"""Render ``benchmarks/results/*.json`` as the Markdown table in README.md (between the
+``<!-- benchmarks -->`` markers), so the README shows exactly what the committed JSON files hold.
+
+    python benchmarks/table.py           # rewrite the README section
+    python benchmarks/table.py --check   # exit 1 if the README is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- benchmarks -->", "<!-- /benchmarks -->"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table() -> str:
+    rows = ["| benchmark | darla | plain alternative | ratio | goal | command |", "|---|---|---|---:|---|---|"]
+    c = _load("collect")
+    if c:
+        rows.append(f"| stage-1 collection, 64×64 | `darla collect` 2 workers: {c['collect_frames']['fps']:,.0f} frames/s "
+                    f"| one SeekAvoid env in-process: {c['seekavoid_single_env']['fps']:,.0f} frames/s "
+                    f"(raw miniworld OneRoom: {c['raw_miniworld_oneroom']['fps']:,.0f}) | {c['ratio']:.2f}× | ≥ 1.6× "
+                    f"| `python benchmarks/collect.py` |")
+    v = _load("vision")
+    if v:
+        rows.append(f"| vision training, {v['model']} {v['image_size']}×{v['image_size']}, batch {v['batch_size']} "
+                    f"| `train_vision`: {v['train_vision_images_per_s']:,.0f} images/s "
+                    f"| bare PyTorch loop: {v['bare_images_per_s']:,.0f} images/s | {v['ratio']:.2f}× | ≥ 0.95× "
+                    f"| `python benchmarks/vision.py` |")
+    a = _load("agents")
+    if a:
+        r = a["results"]
+        rows.append(f"| PPO env steps/s, SeekAvoid 64×64 | latent VecEnv: {r['latent']['steps_per_s']:,.0f} "
+                    f"| frozen extractor: {r['extractor']['steps_per_s']:,.0f}; pixels CnnPolicy: "
+                    f"{r['pixels']['steps_per_s']:,.0f} | {a['ratios']['latent_vs_extractor']:.2f}× vs extractor "
+                    f"| ≥ 2× vs extractor | `python benchmarks/agents.py` |")
+    run = _load("run")
+    if run:
+        rows.append(f"| default `darla run` (all stages, CPU) | {run['minutes']:.1f} min, peak RSS "
+                    f"{run['peak_rss_gib']:.2f} GiB, source return {run['source_mean']:.2f}, target "
+                    f"{run['target_mean']:.2f} | – | – | ≤ 15 min, ≤ 4 GiB, source ≥ 0.6 | `python benchmarks/run.py` |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        sys.exit(f"README.md lacks the {START} … {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{table()}\n{END}{tail}"
+    if args.check:
+        sys.exit(0 if new == text else 1)
+    readme.write_text(new)
+    print(table())
+
+
+if __name__ == "__main__":
+    main()
