@@ -132,7 +132,9 @@ def train_vision(
     try:
         for step in range(start + 1, steps + 1):
             idx = np.sort(rng.integers(0, n, size=batch_size))  # sorted: sequential reads from a memmap
-            x = to_tensor(np.asarray(frames[idx]), device)  # (B, C, H, W) float in [0, 1]
+            # (B, C, H, W) float in [0, 1], stored channels-last: CPU convs run ~4% faster on it
+            # (measured in benchmarks/vision.py); values and shape are to_tensor's.
+            x = to_tensor(np.asarray(frames[idx]), device).contiguous(memory_format=torch.channels_last)
             terms = model.train_step(x, optimizers)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
