@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,7 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from vision.base import VisionModel, config_dict, make, to_tensor
+from vision.base import VisionModel, config_dict, make, model_class, to_tensor
 from vision.checkpoint import CONFIG, CheckpointError, atomic_write_bytes, load, read_meta, save
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def train_vision(
     device = torch.device(device)
 
     torch.manual_seed(seed)  # the initial weights
-    model = _build_model(model_or_name, config, size, channels, lr)
+    model = _build_model(model_or_name, config, size, channels, lr, n)
     signature = _run_signature(model, batch_size, seed, frames.shape)
 
     final_dir = out_dir / MODEL_DIR
@@ -196,7 +197,8 @@ def _unpack_data(data: Any) -> tuple[np.ndarray, np.ndarray | None, list[str] | 
 
 
 def _build_model(
-    model_or_name: str | VisionModel, config: dict[str, Any] | None, size: int, channels: int, lr: float | None
+    model_or_name: str | VisionModel, config: dict[str, Any] | None, size: int, channels: int, lr: float | None,
+    dataset_size: int,
 ) -> VisionModel:
     if isinstance(model_or_name, VisionModel):
         if config:
@@ -210,6 +212,9 @@ def _build_model(
             cfg[key] = value
         if lr is not None:
             cfg["lr"] = lr
+        # β-TCVAE's minibatch estimators of q(z) need N, the number of training images (Chen 2018, §C.1).
+        if "dataset_size" not in cfg and any(f.name == "dataset_size" for f in fields(model_class(model_or_name).config_cls)):
+            cfg["dataset_size"] = dataset_size
         model = make(model_or_name, **cfg)
     else:
         raise TypeError(f"model_or_name must be a registered model name or a VisionModel, got {model_or_name!r}")

@@ -131,3 +131,15 @@ def test_features_are_the_posterior_mean_and_survive_save_load(tmp_path):
 def test_bad_config_fails_naming_the_field_and_choices(override, field):
     with pytest.raises(vision.ConfigError, match=field):
         vision.make("beta_tcvae", **override)
+
+
+def test_train_vision_tells_beta_tcvae_the_dataset_size(tmp_path):
+    import numpy as np
+
+    import vision
+    from vision.train import train_vision
+
+    frames = np.random.default_rng(0).integers(0, 256, size=(37, 16, 16, 3), dtype=np.uint8)
+    path = train_vision("beta_tcvae", frames, tmp_path, steps=2, batch_size=8, probe=False, progress=False,
+                        config={"latents": 4})
+    assert vision.load(path).config.dataset_size == 37
