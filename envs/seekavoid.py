@@ -22,6 +22,9 @@ whatever the domain, so the same seed gives the same layout in every domain (pai
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import math
 from functools import lru_cache
 from typing import Any, Optional
@@ -70,6 +73,8 @@ from pyglet.gl import (
 )
 
 from envs.domains import ROOM_STYLES, Domain, ObjectSpec, RoomStyle, resolve_domains
+
+logger = logging.getLogger(__name__)
 
 LAYOUTS = ("choice", "collect")
 _DEFAULT_STEPS = {"choice": 60, "collect": 120}
@@ -401,15 +406,20 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         self._scene: dict[str, Any] = {}
         utils.EzPickle.__init__(self, domain, layout, obs_size, max_steps, num_objects, forward_step, turn_step,
                                 render_size, render_mode)
-        MiniWorldEnv.__init__(
-            self,
-            max_episode_steps=int(max_steps),
-            obs_width=self.obs_size,
-            obs_height=self.obs_size,
-            window_width=int(render_size),
-            window_height=int(render_size),
-            render_mode=render_mode,
-        )
+        # miniworld prints "Falling back to num_samples=4" for each frame buffer on headless GL: noise in
+        # every worker's and test's output, so it goes to the log at debug level instead.
+        with contextlib.redirect_stdout(io.StringIO()) as gl_notes:
+            MiniWorldEnv.__init__(
+                self,
+                max_episode_steps=int(max_steps),
+                obs_width=self.obs_size,
+                obs_height=self.obs_size,
+                window_width=int(render_size),
+                window_height=int(render_size),
+                render_mode=render_mode,
+            )
+        if gl_notes.getvalue().strip():
+            logger.debug("miniworld: %s", gl_notes.getvalue().strip())
         self.action_space = spaces.Discrete(3)
 
     # ------------------------------------------------------------------------------------- seeding
