@@ -39,7 +39,9 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--obs-size", type=int, default=64)
     p.add_argument("--layout", default="choice", choices=["choice", "collect"])
-    p.add_argument("--policy", default="random")
+    p.add_argument("--policy", default="random", choices=["random", "explore"],
+                   help="behaviour policy: uniform random, or 'explore' (forward-biased, held actions)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished collection made with other arguments")
 
 
 def _add_train_vision(sub: argparse._SubParsersAction) -> None:

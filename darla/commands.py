@@ -33,7 +33,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from envs.collect import collect_frames
 
     out = collect_frames(args.out, frames=args.frames, split=args.split, workers=args.workers, seed=args.seed,
-                         obs_size=args.obs_size, layout=args.layout, policy=args.policy, progress=not args.quiet)
+                         obs_size=args.obs_size, layout=args.layout, policy=args.policy, progress=not args.quiet,
+                         overwrite=args.overwrite)
     print(f"collected {args.frames} frames of split '{args.split}' into {out}")
     return 0
 

@@ -88,6 +88,8 @@ class RunConfig:
         _check(self.env.layout in ("choice", "collect"), "env.layout", self.env.layout, "'choice' or 'collect'")
         _check(self.collect.frames >= 1, "collect.frames", self.collect.frames, "a positive integer")
         _check(self.collect.workers >= 1, "collect.workers", self.collect.workers, "a positive integer")
+        _check(self.collect.policy in ("random", "explore"), "collect.policy", self.collect.policy,
+               "'random' or 'explore'")
         _check(self.collect.split != "target", "collect.split", self.collect.split,
                "a source split: stage-1 data must not contain the target domain")
         _check(self.vision.steps >= 1, "vision.steps", self.vision.steps, "a positive integer")

@@ -191,8 +191,8 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
 
     * ``dc_ign``: one-factor batches from the ``seekavoid-factors`` dataset at the frames' size;
     * ``icf``: acts in the source domains of SeekAvoid;
-    * ``scan``: a ``beta_vae_dae`` trained first on the same frames (its visual primitives), then the
-      symbol VAE grounded on ``seekavoid-factors`` labels.
+    * ``scan``: a ``beta_vae_dae`` trained first on the same frames (its visual primitives; its config
+      overrides under ``model_config.visual``), then the symbol VAE grounded on ``seekavoid-factors`` labels.
     """
     import torch
 
@@ -219,7 +219,8 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
 
     visual_dir = train_vision("beta_vae_dae", data, stage_dir / "visual", steps=config.vision.steps,
                               batch_size=config.vision.batch_size, lr=config.vision.lr, seed=config.seed,
-                              device=config.device, dae_steps=config.vision.dae_steps, progress=progress)
+                              device=config.device, dae_steps=config.vision.dae_steps, progress=progress,
+                              config=mc.pop("visual", {}))
     return SCAN.for_dataset(vision.load(visual_dir), factor_dataset("seekavoid-factors", obs_size=size),
                             visual_checkpoint=str(visual_dir), **mc)
 

@@ -98,3 +98,25 @@ def test_kill_9_at_any_moment_then_rerun_completes(tmp_path):
         proc.wait()
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
     assert json.loads((tmp_path / "summary.json").read_text())["vision_model"] == "beta_vae_dae"
+
+
+ZOO_SETTINGS = {
+    # models whose defaults need more than the tiny config offers
+    "beta_vae_dae": ["vision.model_config.dae_layer=3"],
+    "scan": ["vision.model_config={visual: {dae_layer: 3}}"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["ae", "dae", "vae", "beta_vae", "cci_vae", "beta_tcvae", "factor_vae", "infogan",
+                                   "dc_ign", "disbm", "icf", "scan"])
+def test_every_zoo_model_plugs_into_the_pipeline(model, tmp_path):
+    """Each vision model runs through collect → vision → frozen-feature PPO → zero-shot evaluation."""
+    extra = [f"vision.model={model}"]
+    tiny = [t for t in TINY if not t.startswith("vision.model_config")]
+    args = ["-q", "run", "--out", str(tmp_path)]
+    for item in [*tiny, *extra, *ZOO_SETTINGS.get(model, [])]:
+        args += ["--set", item]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["vision_model"] == model and "target" in summary

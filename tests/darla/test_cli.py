@@ -1,0 +1,57 @@
+"""The stand-alone stage subcommands, chained as a user would: collect → train-vision → traverse →
+metrics, plus their error paths."""
+
+import json
+
+import numpy as np
+import pytest
+
+from darla.cli import main
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "data"
+    assert main(["-q", "collect", "--out", str(out), "--frames", "64", "--obs-size", "16", "--workers", "1"]) == 0
+    return out
+
+
+def test_collect_writes_a_frame_dataset(collected):
+    from envs.frames import FrameDataset
+
+    data = FrameDataset(collected)
+    assert len(data) == 64 and data.frames.shape == (64, 16, 16, 3)
+    assert set(data.domain_names) <= {"A-default", "B-default", "B-changed"}
+
+
+def test_collect_refuses_the_target_split(tmp_path, capsys):
+    assert main(["-q", "collect", "--out", str(tmp_path / "t"), "--frames", "8", "--split", "target"]) == 2
+    assert "A-changed" in capsys.readouterr().err
+
+
+def test_train_vision_traverse_and_metrics_chain(collected, tmp_path, capsys):
+    out = tmp_path / "vae"
+    assert main(["-q", "train-vision", "--model", "vae", "--data", str(collected), "--out", str(out), "--steps", "3",
+                 "--batch-size", "8", "--latents", "4"]) == 0
+    ckpt = out / "model"
+    meta = json.loads((ckpt / "config.json").read_text())
+    assert meta["model"] == "vae" and meta["config"]["latents"] == 4 and meta["config"]["image_size"] == 16
+    png = tmp_path / "t.png"
+    assert main(["-q", "traverse", str(ckpt), "--out", str(png)]) == 0  # finds its frames via the checkpoint
+    assert png.stat().st_size > 0
+    result = tmp_path / "m.json"
+    assert main(["-q", "metrics", str(ckpt), "--dataset", "seekavoid-factors", "--metrics", "mig", "--fast",
+                 "--out", str(result)]) == 0
+    mig = json.loads(result.read_text())["results"]["mig"]["mig"]
+    assert np.isfinite(mig) and 0.0 <= mig <= 1.0
+
+
+def test_train_vision_unknown_model_lists_valid_names(collected, tmp_path, capsys):
+    assert main(["-q", "train-vision", "--model", "vea", "--data", str(collected), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "vea" in err and "beta_vae_dae" in err
+
+
+def test_metrics_on_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["-q", "metrics", str(tmp_path / "nope"), "--dataset", "dsprites"]) == 2
+    assert "no vision checkpoint" in capsys.readouterr().err
