@@ -137,6 +137,19 @@ class FrameDataset(Dataset):
         # torch's fetcher calls this for a whole batch when present; one memmap read instead of B
         return list(self.batch(indices).unbind(0))
 
+    @property
+    def task_factors(self) -> tuple[str, ...]:
+        """The factors the SeekAvoid task needs (see :data:`envs.seekavoid.TASK_FACTORS`)."""
+        from envs.seekavoid import TASK_FACTORS
+
+        return tuple(n for n in TASK_FACTORS if n in self.factor_names)
+
+    def probe_rows(self) -> dict[str, np.ndarray]:
+        """Per factor, the frames in which it is visible (:func:`envs.seekavoid.observable_rows`)."""
+        from envs.seekavoid import observable_rows
+
+        return observable_rows(self.factors, self.factor_names)
+
     def __repr__(self) -> str:
         h, w = self._expected[FRAMES_FILE][0][1:3]
         return (f"FrameDataset({str(self.root)!r}, frames={self._len}, size={h}x{w}, split={self.meta.get('split')!r}, "

@@ -27,7 +27,7 @@ import io
 import logging
 import math
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import gymnasium
 import numpy as np
@@ -320,6 +320,40 @@ def _params(values: dict[str, Any]) -> DomainParams:
 
 def _lerp(rng: tuple[float, float], u: float) -> float:
     return rng[0] + (rng[1] - rng[0]) * u
+
+
+#: Factors a SeekAvoid ``choice`` policy needs from a frame: which pair it is, which side the good object
+#: is on, and where each object is. ``darla train-vision`` checks these are readable from the features.
+TASK_FACTORS = ("pair", "good_side", "good_angle", "bad_angle")
+
+#: Half of the horizontal field of view (miniworld: 60° vertical, square frames): an object whose
+#: bearing is within it is at least half in view.
+HALF_FOV = math.radians(30.0)
+
+
+def observable_rows(factors: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Boolean masks ``(N,)`` of the frames in which object factors can be seen at all.
+
+    A random stage-1 policy faces a wall in most frames (about 9% show both objects, 39% at least one,
+    at 64×64 with the default domains), and no representation can tell the pair or the good side from
+    a frame without objects. ``good_*`` / ``bad_*`` need that object in view, ``pair`` either object,
+    ``good_side`` both; other factors are visible in every frame and get no mask.
+
+    :param factors: ``(N, F)`` factor vectors in ``SeekAvoidEnv.FACTOR_NAMES`` order (or ``names``)
+    :param names: the factor name of each column
+    """
+    col = {n: i for i, n in enumerate(names)}
+    f = np.asarray(factors)
+
+    def in_view(kind: str) -> np.ndarray:
+        return (f[:, col[f"{kind}_dist"]] > 0) & (np.abs(f[:, col[f"{kind}_angle"]]) < HALF_FOV)
+
+    good, bad = in_view("good"), in_view("bad")
+    rows = {n: good for n in names if n.startswith("good_") and n != "good_side"}
+    rows.update({n: bad for n in names if n.startswith("bad_")})
+    rows["pair"] = good | bad
+    rows["good_side"] = good & bad
+    return {n: m for n, m in rows.items() if n in col}
 
 
 def _wrap_angle(a: float) -> float:

@@ -45,6 +45,7 @@ def probe_factors(
     kinds: Mapping[str, str] | Sequence[str] | None = None,
     seed: int = 0,
     test_fraction: float = 0.25,
+    rows: Mapping[str, np.ndarray] | None = None,
 ) -> dict:
     """Fit one linear probe per factor on a random split; score it on the held-out part.
 
@@ -55,6 +56,9 @@ def probe_factors(
         :func:`infer_kind` where missing.
     :param seed: seed of the train/test split and the probes.
     :param test_fraction: share of the rows held out.
+    :param rows: optional ``(N,)`` boolean masks by factor name: the rows in which that factor can be
+        seen at all (e.g. an object's identity only in frames that show the object); its probe is fit
+        and scored on those rows only. Factors without a mask use every row.
     :return: ``{"n_train", "n_test", "feature_dim", "factors": {name: {"kind", "metric", "score",
         "chance", "normalized", "n_values"}}}``; ``normalized`` = (score − chance) / (1 − chance).
     """
@@ -81,15 +85,26 @@ def probe_factors(
     n_test = max(2, int(round(n * test_fraction)))
     test, train = order[:n_test], order[n_test:]
     scaler = StandardScaler().fit(features[train])
-    f_train, f_test = scaler.transform(features[train]), scaler.transform(features[test])
-    f_train, f_test = np.nan_to_num(f_train), np.nan_to_num(f_test)
+    f_all_train = np.nan_to_num(scaler.transform(features[train]))
+    f_all_test = np.nan_to_num(scaler.transform(features[test]))
 
     out: dict[str, dict] = {}
+    all_train, all_test = train, test
     for j, name in enumerate(factor_names):
         y = factors[:, j]
         kind = kinds_by_name.get(name) or infer_kind(y)
-        entry: dict = {"kind": kind, "n_values": int(np.unique(y).size)}
-        if kind == "constant" or np.unique(y[train]).size < 2:
+        entry: dict = {"kind": kind, "n_values": int(np.unique(y).size), "rows": n}
+        train, test = all_train, all_test
+        f_train, f_test = f_all_train, f_all_test
+        if rows is not None and name in rows:
+            mask = np.asarray(rows[name], dtype=bool)
+            if mask.shape != (n,):
+                raise ValueError(f"rows['{name}'] must be a boolean mask of shape ({n},), got {mask.shape}")
+            keep_train, keep_test = mask[train], mask[test]
+            train, test = train[keep_train], test[keep_test]
+            f_train, f_test = f_all_train[keep_train], f_all_test[keep_test]
+            entry["rows"] = int(mask.sum())
+        if kind == "constant" or test.size < 2 or np.unique(y[train]).size < 2:
             entry.update(metric="none", score=math.nan, chance=math.nan, normalized=math.nan)
         elif kind == "discrete":
             labels = y.astype(np.int64)
@@ -104,7 +119,7 @@ def probe_factors(
             score = float(r2_score(y[test], reg.predict(f_test)))
             entry.update(metric="r2", score=score, chance=0.0, normalized=score)
         out[name] = entry
-    return {"n_train": int(train.size), "n_test": int(test.size), "feature_dim": int(features.shape[1]),
+    return {"n_train": int(all_train.size), "n_test": int(all_test.size), "feature_dim": int(features.shape[1]),
             "factors": out}
 
 
@@ -158,8 +173,8 @@ def probe_report(result: dict, required: Sequence[str] | None = None,
     names = list(result["factors"])
     task = set(select_task_factors(names) if required is None else required)
     lines = [
-        "| factor | kind | probe | held-out score | chance | normalised | recoverable |",
-        "|---|---|---|---:|---:|---:|:---:|",
+        "| factor | kind | rows | probe | held-out score | chance | normalised | recoverable |",
+        "|---|---|---:|---|---:|---:|---:|:---:|",
     ]
     for name, e in result["factors"].items():
         if e["kind"] in KINDS:
@@ -169,11 +184,12 @@ def probe_report(result: dict, required: Sequence[str] | None = None,
         else:
             ok, probe, nums = "–", "–", "– | – | –"
         label = f"{name}*" if name in task else name
-        lines.append(f"| {label} | {e['kind']} ({e['n_values']} values) | {probe} | {nums} | {ok} |")
+        lines.append(f"| {label} | {e['kind']} ({e['n_values']} values) | {e.get('rows', '')} | {probe} | {nums} | {ok} |")
     lines.append("")
     lines.append(
         f"{result['n_train']} train / {result['n_test']} held-out rows, {result['feature_dim']}-d features; "
-        "* = task-relevant; normalised = (score − chance) / (1 − chance)."
+        "* = task-relevant; rows = frames in which the factor is visible (all, unless masked); "
+        "normalised = (score − chance) / (1 − chance)."
     )
     return "\n".join(lines)
 

@@ -158,7 +158,13 @@ def train_vision(
     if hasattr(data, "root"):  # FrameDataset: `darla traverse` finds the frames again from here
         extra["data"] = str(data.root)
     if probe and factors is not None and factor_names:
-        extra["probe"] = _probe_and_report(model, frames, factors, factor_names, out_dir, seed, device, task_factors)
+        # A frame dataset may know which rows show each factor and which factors its task needs
+        # (envs.frames.FrameDataset does, for SeekAvoid); vision stays ignorant of the env.
+        rows = data.probe_rows() if hasattr(data, "probe_rows") else None
+        if task_factors is None:
+            task_factors = getattr(data, "task_factors", None)
+        extra["probe"] = _probe_and_report(model, frames, factors, factor_names, out_dir, seed, device, task_factors,
+                                           rows)
     save(model, final_dir, extra=extra)
     log.info("vision: %s trained for %d steps; checkpoint %s", model.name, steps, final_dir)
     return final_dir
@@ -412,13 +418,15 @@ def encode_frames(model: VisionModel, frames: np.ndarray, device: torch.device |
 
 
 def _probe_and_report(model: VisionModel, frames: np.ndarray, factors: np.ndarray, names: list[str],
-                      out_dir: Path, seed: int, device: torch.device, task_factors: Sequence[str] | None) -> dict:
+                      out_dir: Path, seed: int, device: torch.device, task_factors: Sequence[str] | None,
+                      rows: dict[str, np.ndarray] | None = None) -> dict:
     from vision.probe import probe_factors, probe_report, task_factors_recoverable
 
     n = len(frames)
     idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, PROBE_MAX_FRAMES), replace=False))
     feats = encode_frames(model, frames[idx], device)
-    result = probe_factors(feats, np.asarray(factors)[idx], names, seed=seed)
+    result = probe_factors(feats, np.asarray(factors)[idx], names, seed=seed,
+                           rows={k: np.asarray(v)[idx] for k, v in rows.items()} if rows else None)
     ok, message = task_factors_recoverable(result, required=task_factors)
     result["task_factors_ok"] = ok
     result["task_factors_message"] = message

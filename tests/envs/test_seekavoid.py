@@ -223,3 +223,20 @@ def test_works_with_standard_wrappers_and_make_time_limit():
         obs, _, term, trunc, _ = e.step(TURN_LEFT)
     assert trunc and not term
     e.close()
+
+
+def test_observable_rows_mark_objects_in_view_and_not_behind_the_agent():
+    from envs.seekavoid import SeekAvoidEnv, observable_rows
+
+    env = SeekAvoidEnv(domain="A-default", obs_size=16)
+    _, info = env.reset(seed=3)
+    names = SeekAvoidEnv.FACTOR_NAMES
+    vectors = [SeekAvoidEnv.factors_to_vector(info["factors"])]
+    for _ in range(9):  # 9 × 20° = turned around: both objects behind
+        _, _, _, _, info = env.step(0)
+        vectors.append(SeekAvoidEnv.factors_to_vector(info["factors"]))
+    rows = observable_rows(np.stack(vectors), names)
+    assert rows["good_side"][0] and rows["pair"][0]  # the first frame shows both objects
+    assert not rows["pair"][-1] and not rows["good_angle"][-1]
+    assert "room" not in rows  # always visible: no mask
+    env.close()

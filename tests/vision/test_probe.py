@@ -91,3 +91,26 @@ def test_infer_kind():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="same N"):
         probe_factors(np.zeros((10, 2)), np.zeros((9, 1)), ["a"])
+
+
+def test_rows_mask_scores_a_factor_only_where_it_is_visible():
+    """A factor the features encode only in some frames (an object in view) is recoverable on those
+    rows and not over all rows."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = rng.integers(0, 2, size=n)
+    visible = rng.random(n) < 0.3
+    feats = rng.normal(size=(n, 4))
+    feats[visible, 0] += 4.0 * (y[visible] - 0.5)  # the code shows y only when visible
+    factors = y[:, None].astype(float)
+    everywhere = probe_factors(feats, factors, ["side"], kinds=["discrete"])
+    masked = probe_factors(feats, factors, ["side"], kinds=["discrete"], rows={"side": visible})
+    assert masked["factors"]["side"]["normalized"] > 0.9
+    assert everywhere["factors"]["side"]["normalized"] < 0.6
+    assert masked["factors"]["side"]["rows"] == int(visible.sum())
+
+
+def test_rows_mask_of_the_wrong_shape_is_an_error():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="rows\\['a'\\]"):
+        probe_factors(rng.normal(size=(50, 2)), rng.normal(size=(50, 1)), ["a"], rows={"a": np.ones(10, bool)})
