@@ -67,6 +67,7 @@ def _add_traverse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data", type=Path, help="frames to traverse from (default: the data it was trained on)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-latents", type=int, default=12, help="latent rows to draw, most informative first")
 
 
 def _add_train_policy(sub: argparse._SubParsersAction) -> None:

@@ -147,14 +147,11 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
                        ) -> tuple[Stage, dict]:
     from envs.frames import FrameDataset
     from vision.train import train_vision
-    from vision.traverse import traverse
 
     cfg = {"vision": asdict(config.vision), "seed": config.seed, "data": data_stage.key}
     stage = Stage(run_dir, "vision", stage_key(cfg))
 
     def fn(d: Path) -> dict:
-        import numpy as np
-
         import vision
 
         data = FrameDataset(data_stage.dir / "data")
@@ -174,9 +171,9 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
         )
         trained = vision.load(model_dir)
         if trained.generative:
-            rng = np.random.default_rng(config.seed)
-            idx = np.sort(rng.choice(len(data), size=min(8, len(data)), replace=False))
-            traverse(trained, np.asarray(data.frames[idx]), d / "traversal.png")
+            from darla.commands import traversal_with_latent_table
+
+            traversal_with_latent_table(trained, data, d / "traversal.png", seed=config.seed)
         if hasattr(trained, "demo_png") and getattr(model, "dataset", None) is not None:
             trained.attach_factor_dataset(model.dataset)
             trained.demo_png(d / "scan_demo.png")

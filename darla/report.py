@@ -77,6 +77,10 @@ def _render(run_dir: Path, inputs: dict[str, Any]) -> Path:
         if trav.exists():
             lines += ["Latent traversal (rows sorted by KL; top: originals and reconstructions):", "",
                       f"![traversal]({_rel(trav, run_dir)})", ""]
+            table = trav.with_suffix(".md")
+            if table.exists():
+                lines += ["What the shown latents correlate with (frames where the factor is visible):", "",
+                          table.read_text().strip(), ""]
 
     lines += ["## Timings (seconds)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in inputs["timings"].items()]

@@ -214,3 +214,46 @@ def _kinds_by_name(kinds: Mapping[str, str] | Sequence[str] | None, names: Seque
         if kind not in KINDS:
             raise ValueError(f"kind of factor '{name}' must be one of {', '.join(KINDS)}, got {kind!r}")
     return by_name
+
+
+def latent_factor_correlations(
+    features: np.ndarray,
+    factors: np.ndarray,
+    factor_names: Sequence[str],
+    rows: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``(D, F)`` absolute Pearson correlation of each latent with each factor (0 for constant columns),
+    each factor on its visible ``rows`` only (see :func:`probe_factors`)."""
+    features = np.asarray(features, dtype=np.float64)
+    factors = np.asarray(factors, dtype=np.float64)
+    out = np.zeros((features.shape[1], factors.shape[1]))
+    for j, name in enumerate(factor_names):
+        mask = np.asarray(rows[name], dtype=bool) if rows is not None and name in rows else slice(None)
+        f, y = features[mask], factors[mask, j]
+        if len(y) < 3 or y.std() == 0:
+            continue
+        fs = f.std(0)
+        ok = fs > 0
+        cov = ((f[:, ok] - f[:, ok].mean(0)) * (y - y.mean())[:, None]).mean(0)
+        out[ok, j] = np.abs(cov / (fs[ok] * y.std()))
+    return out
+
+
+def latent_factor_report(
+    features: np.ndarray,
+    factors: np.ndarray,
+    factor_names: Sequence[str],
+    latents: Sequence[int],
+    rows: Mapping[str, np.ndarray] | None = None,
+    labels: Mapping[int, str] | None = None,
+    top: int = 3,
+) -> str:
+    """Markdown: for each latent in ``latents``, the ``top`` factors it correlates with most."""
+    corr = latent_factor_correlations(features, factors, factor_names, rows)
+    lines = ["| latent | most correlated factors (abs. Pearson r) |", "|---|---|"]
+    for j in latents:
+        best = np.argsort(-corr[j])[:top]
+        cells = ", ".join(f"{factor_names[k]} {corr[j, k]:.2f}" for k in best if corr[j, k] > 0)
+        label = labels.get(j, f"z{j}") if labels else f"z{j}"
+        lines.append(f"| {label} | {cells or '–'} |")
+    return "\n".join(lines)

@@ -63,6 +63,7 @@ def traverse(
     span: float = 3.0,
     sort_by_kl: bool = True,
     from_zero: bool = False,
+    max_latents: int | None = None,
 ) -> Path:
     """Write the traversal grid of ``model`` on ``images`` to ``out_png`` (atomically); return its path.
 
@@ -75,6 +76,8 @@ def traverse(
         latents; code standard deviations for AE codes).
     :param sort_by_kl: order latent rows by KL (descending); otherwise by index.
     :param from_zero: centre the sweep on 0 instead of the first image's code.
+    :param max_latents: draw only the first this many latent rows (the most informative ones when
+        sorted by KL); ``None`` draws every latent.
     """
     if not model.generative:
         generative = [n for n in list_models() if model_class(n).generative]
@@ -104,6 +107,10 @@ def traverse(
         base = torch.zeros_like(code[0]) if from_zero else code[0]
         unit = torch.ones_like(base) if score_name == "KL" else code.std(0, unbiased=False).clamp_min(1e-6)
         order = np.argsort(-scores, kind="stable") if sort_by_kl else np.arange(len(scores))
+        if max_latents is not None:
+            if max_latents < 1:
+                raise ValueError(f"max_latents must be >= 1 or None, got {max_latents}")
+            order = order[:max_latents]
         offsets = torch.linspace(-span, span, steps, device=device)
         rows = [(_to_uint8(shown), "original"), (_to_uint8(recon), "reconstruction")]
         for j in order:

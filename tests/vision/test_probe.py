@@ -114,3 +114,14 @@ def test_rows_mask_of_the_wrong_shape_is_an_error():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="rows\\['a'\\]"):
         probe_factors(rng.normal(size=(50, 2)), rng.normal(size=(50, 1)), ["a"], rows={"a": np.ones(10, bool)})
+
+
+def test_latent_factor_correlations_find_the_latent_that_copies_a_factor():
+    from vision.probe import latent_factor_correlations, latent_factor_report
+
+    rng = np.random.default_rng(0)
+    factors = rng.normal(size=(500, 2))
+    feats = np.stack([rng.normal(size=500), 3 * factors[:, 1] + 1, np.ones(500)], axis=1)  # z1 = factor b, z2 constant
+    corr = latent_factor_correlations(feats, factors, ["a", "b"])
+    assert corr[1, 1] > 0.99 and corr[0].max() < 0.2 and corr[2].max() == 0
+    assert "| z1 | b 1.00" in latent_factor_report(feats, factors, ["a", "b"], latents=[1])

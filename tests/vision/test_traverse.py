@@ -77,3 +77,17 @@ def test_wrong_frame_shape_is_a_clear_error(tmp_path, frames32):
     model = vision.make("vae", image_size=16, latents=3)
     with pytest.raises(ValueError, match=r"\(N, 16, 16, 3\)"):
         traverse(model, frames32[:2], tmp_path / "t.png")
+
+
+def test_max_latents_keeps_only_the_most_informative_rows(tmp_path):
+    import numpy as np
+
+    import vision
+    from vision.traverse import grid_shape, traverse
+
+    model = vision.make("vae", image_size=16, latents=6)
+    frames = np.random.default_rng(0).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
+    png = traverse(model, frames, tmp_path / "t.png", n_originals=4, steps=5, max_latents=2)
+    import cv2
+
+    assert cv2.imread(str(png)).shape[:2] == grid_shape(16, 2 + 2, 5)
