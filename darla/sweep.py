@@ -98,7 +98,9 @@ def run_sweep(base: RunConfig, out: str | Path, models: list[str], seeds: list[i
     if ray_ok:
         _run_on_ray(base, trials, stage_root, address, cpus_per_trial)
     else:
-        log.warning('Ray is not installed (pip install "darla[sweep]"): running %d trials one after another', len(trials))
+        if use_ray is None:
+            log.warning('Ray is not installed (pip install "darla[sweep]"): running %d trials one after another',
+                        len(trials))
         for t in trials:
             _run_trial(base.to_dict(), dataclasses.asdict(t), str(stage_root), progress)
     return summarise(base, out, trials, progress)
@@ -140,7 +142,7 @@ def _run_on_ray(base: RunConfig, trials: list[Trial], stage_root: Path, address:
 def summarise(base: RunConfig, out: Path, trials: list[Trial], progress: bool = True) -> Path:
     """Evaluate each (model, algo) over all its seeds and write ``summary.json`` and ``summary.md``."""
     from darla.pipeline import evaluate_stage, train_stages
-    from darla.report import headline
+    from darla.report import format_estimate, headline
 
     stage_root = out / "stages"
     rows = {}
@@ -158,8 +160,7 @@ def summarise(base: RunConfig, out: Path, trials: list[Trial], progress: bool = 
     atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
     lines = ["| vision | algo | seeds | source | target | target/source |", "|---|---|---:|---|---|---|"]
     for r in rows.values():
-        cells = [f"{r[k]['mean']:.3f} [{r[k]['ci'][0]:.2f}, {r[k]['ci'][1]:.2f}]" if k in r else "–"
-                 for k in ("source", "target", "ratio")]
+        cells = [format_estimate(r[k]) if k in r else "–" for k in ("source", "target", "ratio")]
         lines.append(f"| {r['model']} | {r['algo']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
     atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
     return out / "summary.json"

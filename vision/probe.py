@@ -154,8 +154,8 @@ def task_factors_recoverable(
     failing = []
     for name in required:
         e = result["factors"][name]
-        if e["kind"] not in KINDS:
-            continue  # constant in this data: nothing to recover
+        if e["kind"] not in KINDS or not math.isfinite(e["chance"]) or e["chance"] >= 1.0:
+            continue  # constant here, or too few visible rows to score: nothing to judge
         if not e["normalized"] >= thr[e["kind"]]:
             failing.append(
                 f"{name} ({e['metric']} {e['score']:.2f}, chance {e['chance']:.2f}, "

@@ -125,3 +125,11 @@ def test_latent_factor_correlations_find_the_latent_that_copies_a_factor():
     corr = latent_factor_correlations(feats, factors, ["a", "b"])
     assert corr[1, 1] > 0.99 and corr[0].max() < 0.2 and corr[2].max() == 0
     assert "| z1 | b 1.00" in latent_factor_report(feats, factors, ["a", "b"], latents=[1])
+
+
+def test_a_factor_with_one_value_in_the_held_out_rows_is_not_judged():
+    """chance = 1 (every held-out row has the same value) says nothing about the features."""
+    entry = {"kind": "discrete", "metric": "accuracy", "score": 1.0, "chance": 1.0, "normalized": 0.0, "n_values": 2}
+    bad = {**entry, "chance": 0.5, "score": 0.5}
+    assert task_factors_recoverable({"factors": {"side": entry}}, required=["side"])[0]
+    assert not task_factors_recoverable({"factors": {"side": bad}}, required=["side"])[0]

@@ -1,0 +1,43 @@
+"""``darla sweep``: a grid over vision models × seeds sharing stage-1 data and vision checkpoints."""
+
+import json
+
+import pytest
+
+from darla.config import load_config
+from darla.sweep import Trial, grid, run_sweep, trial_config
+from tests.darla.test_run import TINY
+
+
+def _tiny_base():
+    return load_config(None, [t for t in TINY if not t.startswith("vision.model_config")])
+
+
+def test_trial_config_sets_model_seed_and_pixel_mode():
+    base = _tiny_base()
+    pixels = trial_config(base, Trial("pixels", 3, "ppo"))
+    assert pixels.policy.mode == "pixels" and pixels.policy.seeds == [3]
+    vae = trial_config(base, Trial("vae", 1, "a2c"))
+    assert (vae.vision.model, vae.policy.mode, vae.policy.algo, vae.policy.seeds) == ("vae", "latent", "a2c", [1])
+
+
+def test_unknown_model_in_grid_lists_valid_names():
+    with pytest.raises(ValueError, match="vea.*beta_vae_dae"):
+        grid(["vea"], [0], ["ppo"])
+
+
+def test_sequential_sweep_shares_data_and_vision_and_summarises_per_model(tmp_path):
+    summary_path = run_sweep(_tiny_base(), tmp_path, models=["ae", "vae"], seeds=[0, 1], use_ray=False, progress=False)
+    summary = json.loads(summary_path.read_text())
+    assert set(summary["results"]) == {"ae/ppo", "vae/ppo"}
+    for row in summary["results"].values():
+        assert row["seeds"] == [0, 1] and "source" in row and "target" in row
+    stages = [p.name.rsplit("-", 1)[0] for p in (tmp_path / "stages").iterdir()]
+    assert stages.count("collect") == 1  # stage-1 data collected once for every model
+    assert stages.count("vision") == 2  # one vision model each, shared by both seeds
+    assert sum(s.startswith("policy-") for s in stages) == 4
+    assert "| ae | ppo | 2 |" in (tmp_path / "summary.md").read_text()
+    # A rerun (a resumed sweep) trains nothing new.
+    before = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    run_sweep(_tiny_base(), tmp_path, models=["ae", "vae"], seeds=[0, 1], use_ray=False, progress=False)
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == before
