@@ -24,7 +24,8 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import Tensor, nn
 
-from agents.frozen import VisionLike, check_frame_shape, encode, frames_to_input, image_layout, load_frozen_vision
+from agents.frozen import VisionLike, check_frame_shape, encode, image_layout, load_frozen_vision
+from vision.base import to_tensor
 
 
 class FrozenVisionExtractor(BaseFeaturesExtractor):
@@ -52,7 +53,7 @@ class FrozenVisionExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: Tensor) -> Tensor:
         # observations: (B, C, H, W) float in [0, 1] (already /255 by SB3's preprocess_obs)
-        x = frames_to_input(observations, self.channels_first, observations.device)
+        x = to_tensor(observations, observations.device, channels_first=self.channels_first)
         return encode(self.vision, x)  # (B, feature_dim), no grad
 
     def train(self, mode: bool = True) -> "FrozenVisionExtractor":

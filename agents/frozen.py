@@ -5,9 +5,9 @@ while the policy learns on top of it. Here "frozen" means eval mode (no BatchNor
 ``requires_grad=False`` on every parameter, and features computed under ``torch.no_grad()``.
 
 Both plug-in points (:class:`agents.extractor.FrozenVisionExtractor` and the latent wrappers in
-:mod:`agents.latent`) turn frames into the network input with :func:`frames_to_input`, which performs
-exactly the operations of :func:`vision.to_tensor` (and of SB3's ``preprocess_obs`` + ``VecTransposeImage``),
-so the two paths give bit-identical features for the same frames.
+:mod:`agents.latent`) turn frames into the network input with :func:`vision.to_tensor` (its
+``channels_first`` flag covers SB3's ``VecTransposeImage``, its float path SB3's ``preprocess_obs``), so
+the two paths give bit-identical features for the same frames.
 """
 
 from __future__ import annotations
@@ -73,27 +73,6 @@ def image_layout(space: spaces.Space) -> bool:
             "wrap only environments that return frames"
         )
     return int(np.argmin(space.shape)) == 0
-
-
-def frames_to_input(frames: np.ndarray | Tensor, channels_first: bool, device: str | torch.device = "cpu") -> Tensor:
-    """Frames ``(B, H, W, C)`` (or ``(B, C, H, W)`` if ``channels_first``), uint8 in [0, 255] or float in
-    [0, 1] -> float ``(B, C, H, W)`` in [0, 1], contiguous: the input of ``VisionModel.features``.
-
-    Same operations in the same order as :func:`vision.to_tensor` (``float()``, ``/ 255``, permute,
-    contiguous), so results are bit-identical to it.
-    """
-    t = torch.as_tensor(frames, device=device)
-    if t.ndim == 3:
-        t = t.unsqueeze(0)
-    if t.ndim != 4:
-        raise ValueError(f"expected a batch of frames (B, H, W, C) or (B, C, H, W), got shape {tuple(t.shape)}")
-    if t.dtype == torch.uint8:
-        t = t.float().div_(255.0)
-    else:
-        t = t.float()
-    if not channels_first:
-        t = t.permute(0, 3, 1, 2)
-    return t.contiguous()
 
 
 def check_frame_shape(model: VisionModel, chw: tuple[int, int, int]) -> None:

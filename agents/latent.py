@@ -5,7 +5,7 @@ trains on ``(feature_dim,)`` vectors and PPO's epochs never re-run the encoder.
 :class:`LatentObservation` does the same for a single gymnasium env (evaluation, custom loops).
 
 Both give the same features as :class:`agents.extractor.FrozenVisionExtractor` for the same frames
-(same :func:`agents.frozen.frames_to_input`, same model).
+(same :func:`vision.to_tensor`, same model).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from agents.frozen import VisionLike, check_frame_shape, encode, frames_to_input, image_layout, load_frozen_vision
+from agents.frozen import VisionLike, check_frame_shape, encode, image_layout, load_frozen_vision
+from vision.base import to_tensor
 
 
 def latent_space(feature_dim: int) -> spaces.Box:
@@ -37,7 +38,7 @@ class _Encoder:
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         # frames: (B, H, W, C) uint8 -> (B, feature_dim) float32
-        x = frames_to_input(np.asarray(frames), self.channels_first, self.device)
+        x = to_tensor(np.asarray(frames), self.device, channels_first=self.channels_first)
         return encode(self.model, x).cpu().numpy().astype(np.float32, copy=False)
 
 

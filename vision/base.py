@@ -203,13 +203,27 @@ def config_dict(model: VisionModel) -> dict[str, Any]:
     return dataclasses.asdict(model.config)
 
 
-def to_tensor(frames: np.ndarray | Tensor, device: torch.device | str | None = None) -> Tensor:
-    """``(B, H, W, C)`` or ``(H, W, C)`` uint8 frames -> float ``(B, C, H, W)`` in [0, 1]."""
+def to_tensor(
+    frames: np.ndarray | Tensor, device: torch.device | str | None = None, channels_first: bool = False
+) -> Tensor:
+    """Frames -> contiguous float32 ``(B, C, H, W)`` in [0, 1], the input of ``VisionModel.features``.
+
+    :param frames: ``(B, H, W, C)`` or ``(H, W, C)`` (``(B, C, H, W)`` or ``(C, H, W)`` if
+        ``channels_first``); uint8 in [0, 255] is divided by 255, float in [0, 1] is kept as it is
+        (cast to float32)
+    :param device: torch device of the result (default: where ``frames`` already are, CPU for arrays)
+    :param channels_first: whether the channel axis comes before height and width
+    """
     t = torch.as_tensor(frames, device=device)
     if t.ndim == 3:
         t = t.unsqueeze(0)
     if t.ndim != 4:
-        raise ValueError(f"expected frames of shape (B, H, W, C), got {tuple(t.shape)}")
+        layout = "(B, C, H, W)" if channels_first else "(B, H, W, C)"
+        raise ValueError(f"expected frames of shape {layout}, got {tuple(t.shape)}")
     if t.dtype == torch.uint8:
         t = t.float().div_(255.0)
-    return t.permute(0, 3, 1, 2).contiguous()
+    else:
+        t = t.float()
+    if not channels_first:
+        t = t.permute(0, 3, 1, 2)
+    return t.contiguous()
