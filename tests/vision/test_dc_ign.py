@@ -12,14 +12,6 @@ from tests.vision.conftest import bernoulli_floor
 from vision.models.dc_ign import clamp_to_batch_mean, factor_batch, one_factor_batch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class BlocksFactors:
     """A tiny factor dataset with the FactorDataset interface: a square on a tinted floor, 16×16×3."""
 

@@ -10,14 +10,6 @@ from vision import to_tensor
 from vision.base import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**kw):
     torch.manual_seed(0)
     return vision.make("disbm", image_size=16, bm_size=8, n_m=4, n_h=3, n_factors=6, init_scale=0.3, **kw)

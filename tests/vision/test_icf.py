@@ -11,14 +11,6 @@ from vision.base import ConfigError
 from vision.models.icf import selectivity
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Discrete:
     def __init__(self, n):
         self.n = n

@@ -12,16 +12,6 @@ from vision import to_tensor
 from vision.base import ConfigError
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small convs on a shared 2-core machine: one intra-op thread is ~20x faster than two under load.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = dict(image_size=16, n_cat=1, cat_dim=4, n_cont=1, noise_dim=8)
 
 

@@ -29,14 +29,6 @@ SIZES = (3, 4, 3)
 SIGMA = 0.1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class CodedFactors:
     """16×16×3 images whose pixel (0, 0, c) stores factor c (value·40 + 20); combinations with
     factor 0 == factor 2 are held out of ``sample_factors`` (never seen in training)."""
