@@ -46,6 +46,17 @@ def batch16(frames16: np.ndarray) -> torch.Tensor:
     return to_tensor(frames16[:16])
 
 
+def squares_batch(n: int = 16, size: int = 16) -> torch.Tensor:
+    """A fixed batch ``(n, 3, size, size)`` float of 5×5 squares at different places, each one colour on
+    black: something with structure to reconstruct. The same tensor on every call (seeded generator)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 3, size, size)
+    for i in range(n):
+        r, c = torch.randint(0, size - 5, (2,), generator=g).tolist()
+        x[i, :, r : r + 5, c : c + 5] = torch.rand(3, 1, 1, generator=g)
+    return x
+
+
 def bernoulli_floor(x: torch.Tensor) -> float:
     """The smallest possible Bernoulli reconstruction loss of ``x`` (its entropy, summed, batch-mean).
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import vision
+from tests.vision.conftest import squares_batch
 from vision.models.beta_tcvae import kl_decomposition, log_aggregate_posterior, log_importance_weights
 from vision.nets import log_normal_density, reparameterize
 
@@ -18,15 +19,6 @@ def _posteriors(b: int, d: int, seed: int = 0, correlated: bool = False):
     logvar = torch.full((b, d), -3.0) + 0.5 * torch.rand(b, d, generator=g)
     z = mu + torch.randn(b, d, generator=g) * torch.exp(0.5 * logvar)
     return z, mu, logvar
-
-
-def _batch(n: int = 16, size: int = 16) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    x = torch.zeros(n, 3, size, size)
-    for i in range(n):
-        r, c = torch.randint(0, size - 5, (2,), generator=g).tolist()
-        x[i, :, r : r + 5, c : c + 5] = torch.rand(3, 1, 1, generator=g)
-    return x
 
 
 @pytest.mark.parametrize("sampling", ["mws", "mss"])
@@ -80,14 +72,14 @@ def test_total_correlation_is_higher_for_dependent_latents():
 def test_batch_larger_than_dataset_size_is_refused_with_the_fix():
     model = vision.make("beta_tcvae", image_size=16, latents=4, dataset_size=4)
     with pytest.raises(ValueError, match="dataset_size"):
-        model.loss(_batch(8))
+        model.loss(squares_batch(8))
 
 
 def test_unit_weights_make_the_loss_recon_plus_the_estimated_kl():
     torch.manual_seed(0)
     model = vision.make("beta_tcvae", image_size=16, latents=4, alpha=1, beta=1, gamma=1, dataset_size=100)
     with torch.no_grad():
-        t = model.loss(_batch(16))
+        t = model.loss(squares_batch(16))
     assert float(t["loss"]) == pytest.approx(float(t["recon"] + t["mi"] + t["tc"] + t["dw_kl"]), rel=1e-6)
 
 
@@ -96,7 +88,7 @@ def test_weights_scale_their_own_term():
     base = vision.make("beta_tcvae", image_size=16, latents=4, alpha=1, beta=1, gamma=1, dataset_size=100)
     heavy = vision.make("beta_tcvae", image_size=16, latents=4, alpha=1, beta=5, gamma=1, dataset_size=100)
     heavy.load_state_dict(base.state_dict())
-    x = _batch(16)
+    x = squares_batch(16)
     with torch.no_grad():
         torch.manual_seed(1)
         t1 = base.loss(x)
@@ -109,7 +101,7 @@ def test_weights_scale_their_own_term():
 def test_beta_tcvae_loss_falls_on_a_fixed_batch(sampling):
     torch.manual_seed(0)
     model = vision.make("beta_tcvae", image_size=16, latents=4, lr=1e-3, dataset_size=1000, sampling=sampling)
-    x = _batch()
+    x = squares_batch()
     opts = model.configure_optimizers()
     logs = [model.train_step(x, opts) for _ in range(40)]
     assert {"loss", "recon", "mi", "tc", "dw_kl"} <= set(logs[0])
@@ -120,7 +112,7 @@ def test_beta_tcvae_loss_falls_on_a_fixed_batch(sampling):
 
 def test_features_are_the_posterior_mean_and_survive_save_load(tmp_path):
     model = vision.make("beta_tcvae", image_size=16, latents=4).eval()
-    x = _batch(4)
+    x = squares_batch(4)
     loaded = vision.load(vision.save(model, tmp_path / "ckpt"))
     with torch.no_grad():
         torch.testing.assert_close(loaded.features(x), model.encode(x)[0])

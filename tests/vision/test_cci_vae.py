@@ -4,17 +4,8 @@ import pytest
 import torch
 
 import vision
+from tests.vision.conftest import squares_batch
 from vision.models.cci_vae import CCIVAE, capacity_schedule
-
-
-def _batch(n: int = 16, size: int = 16) -> torch.Tensor:
-    """A fixed batch of squares at different places: something with structure to reconstruct."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.zeros(n, 3, size, size)
-    for i in range(n):
-        r, c = torch.randint(0, size - 5, (2,), generator=g).tolist()
-        x[i, :, r : r + 5, c : c + 5] = torch.rand(3, 1, 1, generator=g)
-    return x
 
 
 def test_capacity_schedule_rises_linearly_then_holds_at_c_max():
@@ -31,7 +22,7 @@ def test_capacity_schedule_with_zero_steps_starts_at_c_max():
 
 def test_capacity_follows_global_step_and_resumes_after_save_load(tmp_path):
     model = vision.make("cci_vae", image_size=16, latents=4, c_start=1.0, c_max=11.0, c_steps=10)
-    x = _batch(4)
+    x = squares_batch(4)
     opts = model.configure_optimizers()
     logs = [model.train_step(x, opts)["capacity"] for _ in range(3)]
     # Each update reads C at the step it starts from: 1, 2, 3 nats.
@@ -45,7 +36,7 @@ def test_loss_is_recon_plus_gamma_times_distance_of_kl_from_capacity():
     torch.manual_seed(0)
     model = vision.make("cci_vae", image_size=16, latents=4, gamma=7.0, c_start=3.0, c_max=3.0)
     with torch.no_grad():
-        terms = model.loss(_batch(8))
+        terms = model.loss(squares_batch(8))
     expected = terms["recon"] + 7.0 * (terms["kl"] - 3.0).abs()
     assert float(terms["loss"]) == pytest.approx(float(expected), rel=1e-6)
     assert float(terms["capacity"]) == pytest.approx(3.0)
@@ -55,7 +46,7 @@ def test_cci_vae_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     model = vision.make("cci_vae", image_size=16, latents=4, lr=1e-3, gamma=10.0, c_steps=1000)
     assert isinstance(model, CCIVAE)
-    x = _batch()
+    x = squares_batch()
     opts = model.configure_optimizers()
     losses = [model.train_step(x, opts)["loss"] for _ in range(40)]
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
@@ -66,7 +57,7 @@ def test_kl_is_pulled_towards_capacity_not_zero():
     # where a β-VAE would squeeze the KL towards 0.
     torch.manual_seed(0)
     model = vision.make("cci_vae", image_size=16, latents=4, lr=2e-3, gamma=50.0, c_start=3.0, c_max=3.0)
-    x = _batch()
+    x = squares_batch()
     opts = model.configure_optimizers()
     for _ in range(60):
         logs = model.train_step(x, opts)

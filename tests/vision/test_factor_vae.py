@@ -4,16 +4,8 @@ import pytest
 import torch
 
 import vision
+from tests.vision.conftest import squares_batch
 from vision.models.factor_vae import FactorVAE, permute_dims
-
-
-def _batch(n: int = 16, size: int = 16) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    x = torch.zeros(n, 3, size, size)
-    for i in range(n):
-        r, c = torch.randint(0, size - 5, (2,), generator=g).tolist()
-        x[i, :, r : r + 5, c : c + 5] = torch.rand(3, 1, 1, generator=g)
-    return x
 
 
 def _model(**overrides) -> FactorVAE:
@@ -70,7 +62,7 @@ def test_train_step_updates_encoder_decoder_and_discriminator():
     opts = model.configure_optimizers()
     enc, dec, disc = _snapshot(model.encoder), _snapshot(model.decoder), _snapshot(model.discriminator)
     for _ in range(3):  # several steps: an in-place-modified-tensor error would surface here
-        logs = model.train_step(_batch(8), opts)
+        logs = model.train_step(squares_batch(8), opts)
     assert _changed(enc, model.encoder) and _changed(dec, model.decoder) and _changed(disc, model.discriminator)
     assert int(model.global_step) == 3
     assert {"loss", "recon", "kl", "tc", "disc_loss", "disc_acc"} <= set(logs)
@@ -88,14 +80,14 @@ def test_discriminator_loss_sends_no_gradient_to_the_encoder():
         return vae_step(*args, **kwargs)
 
     vae_opt.step = step_and_capture
-    model.train_step(_batch(8), [vae_opt, disc_opt])
+    model.train_step(squares_batch(8), [vae_opt, disc_opt])
     # After D's update the encoder's gradients are still exactly those of the VAE loss.
     for name, p in model.encoder.named_parameters():
         assert torch.equal(p.grad, captured[name]), name
 
     # And directly: D's loss on z's that carry the encoder's graph leaves the encoder untouched.
     model.zero_grad(set_to_none=True)
-    mu, logvar = model.encode(_batch(8))
+    mu, logvar = model.encode(squares_batch(8))
     loss, _ = model.discriminator_loss(mu, mu + logvar)
     loss.backward()
     assert all(p.grad is None for p in model.encoder.parameters())
@@ -109,7 +101,7 @@ def test_vae_total_correlation_term_does_not_change_the_discriminator_update():
     a = _model(gamma=0.0)
     b = _model(gamma=1000.0)
     b.load_state_dict(a.state_dict())
-    x = _batch(8)
+    x = squares_batch(8)
     for model in (a, b):
         torch.manual_seed(1)
         model.train_step(x, model.configure_optimizers())
@@ -138,7 +130,7 @@ def test_discriminator_learns_to_tell_correlated_codes_from_permuted_ones():
 def test_factor_vae_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     model = _model(lr=1e-3, gamma=1.0)
-    x = _batch(32)
+    x = squares_batch(32)
     opts = model.configure_optimizers()
     logs = [model.train_step(x, opts) for _ in range(40)]
     first = sum(l["recon"] + l["kl"] for l in logs[:5]) / 5
@@ -149,10 +141,10 @@ def test_factor_vae_loss_falls_on_a_fixed_batch():
 def test_save_load_keeps_features_and_discriminator(tmp_path):
     torch.manual_seed(0)
     model = _model()
-    model.train_step(_batch(8), model.configure_optimizers())
+    model.train_step(squares_batch(8), model.configure_optimizers())
     model.eval()
     loaded = vision.load(vision.save(model, tmp_path / "ckpt"))
-    x = _batch(4)
+    x = squares_batch(4)
     with torch.no_grad():
         assert torch.equal(loaded.features(x), model.features(x))
         z = torch.randn(5, 4)
@@ -163,13 +155,13 @@ def test_save_load_keeps_features_and_discriminator(tmp_path):
 def test_train_step_refuses_a_batch_too_small_to_split():
     model = _model()
     with pytest.raises(ValueError, match=">= 4"):
-        model.train_step(_batch(3), model.configure_optimizers())
+        model.train_step(squares_batch(3), model.configure_optimizers())
 
 
 def test_train_step_refuses_a_single_optimiser():
     model = _model()
     with pytest.raises(ValueError, match="vae_opt, disc_opt"):
-        model.train_step(_batch(8), model.configure_optimizers()[:1])
+        model.train_step(squares_batch(8), model.configure_optimizers()[:1])
 
 
 @pytest.mark.parametrize("override, field", [({"disc_beta1": 1.0}, "disc_beta1"), ({"disc_layers": 0}, "disc_layers")])
