@@ -65,17 +65,13 @@ class DAEConfig(AEConfig):
             raise ConfigError(f"mask_fill must be in [0, 1], got {self.mask_fill}")
 
 
-@register("ae")
-class AE(VisionModel):
-    """Conv encoder → code (``latents``) → conv decoder; loss = −log p(x | decode(encode(x)))."""
+class DeterministicCode:
+    """``encode``/``features``/``decode`` of a model whose ``encoder`` gives a deterministic code and whose
+    ``decoder`` gives logits (AE, DAE, ICF). Holds no parameters: the model builds ``self.encoder`` and
+    ``self.decoder`` itself, so its state-dict keys are its own. List it before :class:`VisionModel`."""
 
-    config_cls = AEConfig
-    config: AEConfig
-
-    def __init__(self, config: AEConfig):
-        super().__init__(config)
-        self.encoder = ConvEncoder(config.channels, config.image_size, config.latents)
-        self.decoder = ConvDecoder(config.latents, config.channels, config.image_size)
+    encoder: ConvEncoder
+    decoder: ConvDecoder
 
     def encode(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` → code ``(B, latents)``."""
@@ -88,6 +84,19 @@ class AE(VisionModel):
     def decode(self, z: Tensor) -> Tensor:
         """Code ``(B, latents)`` → images in [0, 1] ``(B, C, H, W)``."""
         return torch.sigmoid(self.decoder(z))
+
+
+@register("ae")
+class AE(DeterministicCode, VisionModel):
+    """Conv encoder → code (``latents``) → conv decoder; loss = −log p(x | decode(encode(x)))."""
+
+    config_cls = AEConfig
+    config: AEConfig
+
+    def __init__(self, config: AEConfig):
+        super().__init__(config)
+        self.encoder = ConvEncoder(config.channels, config.image_size, config.latents)
+        self.decoder = ConvDecoder(config.latents, config.channels, config.image_size)
 
     def corrupt(self, x: Tensor) -> Tensor:
         """The encoder's training input; the identity for a plain AE."""

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vision.base import ConfigError, VisionConfig, VisionModel, register, to_tensor
+from vision.models.ae import DeterministicCode
 from vision.nets import ConvDecoder, ConvEncoder, reconstruction_loss
 
 EPS = 1e-6
@@ -84,7 +85,7 @@ class ICFConfig(VisionConfig):
 
 
 @register("icf")
-class ICF(VisionModel):
+class ICF(DeterministicCode, VisionModel):
     """Autoencoder + one policy per code unit, trained with the selectivity objective (Thomas et al. 2017)."""
 
     config_cls = ICFConfig
@@ -101,19 +102,7 @@ class ICF(VisionModel):
         self._obs: np.ndarray | None = None
         self._rng = np.random.default_rng(c.seed)
 
-    # -- the interface ---------------------------------------------------------------------------
-    def encode(self, x: Tensor) -> Tensor:
-        """f(s): ``(B, C, H, W)`` → ``(B, K)``."""
-        return self.encoder(x)
-
-    def features(self, x: Tensor) -> Tensor:
-        """The code f(s), ``(B, K)``."""
-        return self.encoder(x)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """g(z): ``(B, K)`` → images ``(B, C, H, W)`` in [0, 1]."""
-        return torch.sigmoid(self.decoder(z))
-
+    # -- the interface: encode/features are f(s) ``(B, K)``, decode is g(z) (DeterministicCode) ------
     def policy_logits(self, f: Tensor) -> Tensor:
         """Logits of π_k(a|s) from codes ``(B, K)`` → ``(B, K, n_actions)``."""
         return self.policies(f).view(-1, self.config.latents, self.config.n_actions)
