@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import DQN, PPO
+from stable_baselines3 import A2C, DQN, PPO
 
 import vision
 from agents.evaluate import write_evaluation, zero_shot_evaluate
@@ -92,6 +92,14 @@ def test_extractor_dqn_policy_round_trips_with_identical_vision_weights(tiny_che
     ref = vision.load(tiny_checkpoint).state_dict()
     for key, value in model.q_net.features_extractor.vision.state_dict().items():
         assert torch.equal(value, ref[key])
+
+
+def test_latent_a2c_policy_trains_saves_and_reloads_with_its_algorithm(tiny_checkpoint, tiny_env_fn, tmp_path):
+    out = train_policy(env_fn=tiny_env_fn, vision=str(tiny_checkpoint), algo="a2c", mode="latent", steps=64,
+                       n_envs=2, seed=0, out_dir=tmp_path / "a2c", progress=False)
+    model, meta = load_policy(out)
+    assert isinstance(model, A2C) and meta["algo"] == "a2c" and meta["mode"] == "latent"
+    assert model.num_timesteps >= 64
 
 
 def test_bad_mode_algo_and_missing_vision_are_named(tiny_env_fn, tmp_path):
