@@ -88,7 +88,7 @@ def _add_train_policy(sub: argparse._SubParsersAction) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="zero-shot evaluation of policies on source and target domains")
     p.add_argument("--policy", type=Path, nargs="+", required=True, help="policy directories (one per training seed)")
-    p.add_argument("--domains", default="source,target", help="split/domain names, or a YAML file of domains")
+    p.add_argument("--domains", default="source,target", help="comma-separated split names, domain names and YAML files of domains, e.g. source,target,shifts.yaml")
     p.add_argument("--episodes", type=int, default=40)
     p.add_argument("--seed", type=int, default=10_000)
     p.add_argument("--out", type=Path, required=True)

@@ -300,12 +300,18 @@ def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: in
 
 
 def resolve_domain_spec(spec: str | list) -> list:
-    """Domains from split names and/or domain names (``"source,target"``), or a YAML file of domains."""
+    """Domains from a comma-separated mix of split names, domain names and YAML files of domains,
+    e.g. ``"source,target"`` or ``"source,my_shifts.yaml"``."""
     from envs.domains import load_domains_yaml, resolve_domains
 
-    if isinstance(spec, str) and spec.endswith((".yaml", ".yml")):
-        return load_domains_yaml(spec)
-    return resolve_domains(spec)
+    items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
+    domains: list = []
+    for item in items:
+        if isinstance(item, str) and item.endswith((".yaml", ".yml")):
+            domains.extend(load_domains_yaml(item))
+        else:
+            domains.append(item)
+    return resolve_domains(domains)
 
 
 def _yaml(config: RunConfig) -> str:

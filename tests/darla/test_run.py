@@ -120,3 +120,20 @@ def test_every_zoo_model_plugs_into_the_pipeline(model, tmp_path):
     assert main(args) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["vision_model"] == model and "target" in summary
+
+
+def test_evaluate_a_trained_policy_on_a_user_defined_yaml_domain(tiny_run, tmp_path):
+    import dataclasses
+
+    from envs.domains import dump_domains_yaml, get_domain
+
+    purple = dataclasses.replace(get_domain("A-default"), name="A-lowcam-custom", cam_height=(1.1, 1.1))
+    spec = tmp_path / "shifts.yaml"
+    dump_domains_yaml([purple], spec)
+    (policy,) = [p for p in (tiny_run / "stages").iterdir() if p.name.startswith("policy-s0")]
+    out = tmp_path / "eval"
+    assert main(["-q", "evaluate", "--policy", str(policy), "--domains", f"source,{spec}", "--episodes", "2",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    assert "A-lowcam-custom" in json.dumps(result["summary"])
+    assert "A-lowcam-custom" in (out / "evaluation.md").read_text()
