@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from darla.config import dump_config, load_config
+from darla.config import dump_config, load_config, parse_yaml
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -48,9 +48,7 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ValueError(f"--set '{item}' must look like key=value, e.g. --set dae_layer=3")
-        import yaml
-
-        model_config[key] = yaml.safe_load(raw)
+        model_config[key] = parse_yaml(raw)
     if args.beta is not None:
         model_config["beta"] = args.beta
     if args.latents is not None:

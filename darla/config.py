@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,7 @@ def _check(ok: bool, name: str, value: Any, expected: str) -> None:
 def from_dict(data: dict[str, Any], cls: type = RunConfig, prefix: str = "") -> Any:
     """Build a (nested) config dataclass from a dict; unknown keys and wrong types name the field."""
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix or '<root>'}' must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -151,6 +152,23 @@ def _coerce(path: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"config field '{path}' expects {name}, got {value!r} ({type(value).__name__})")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; read it as the float everyone means."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also reads ``1e-4`` as a float (config files and ``--set`` values)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (or the defaults), apply ``key=value`` overrides, validate."""
     data: dict[str, Any] = RunConfig().to_dict()
@@ -159,7 +177,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.exists():
             raise ConfigError(f"config file '{path}' does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = parse_yaml(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
         if not isinstance(loaded, dict):
@@ -169,7 +187,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}' must look like key=value, e.g. policy.steps=50000")
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = parse_yaml(raw) if raw != "" else ""
         _merge(data, _nest(key.strip().split("."), value), "")
     config = from_dict(data)
     config.validate()
@@ -184,19 +202,34 @@ def _nest(keys: list[str], value: Any) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any], prefix: str) -> None:
-    """Recursive merge of ``update`` into ``base``; a dict-valued model config is merged key by key."""
+    """Recursive merge of ``update`` into ``base``; the free-form dicts (model config, algorithm kwargs)
+    are merged key by key."""
     for key, value in update.items():
         path = f"{prefix}{key}"
         if key not in base:
             known = ", ".join(sorted(base))
             raise ConfigError(f"unknown config field '{path}'; valid fields here: {known}")
-        if isinstance(base[key], dict) and isinstance(value, dict) and key not in ("algo_kwargs",):
-            if key == "model_config":
-                base[key] = {**base[key], **value}
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            if key in FREE_FORM:
+                base[key] = _merge_free_form(base[key], value)
             else:
                 _merge(base[key], value, f"{path}.")
         else:
             base[key] = value
+
+
+#: dict fields whose keys belong to a model or an SB3 algorithm (checked there, not here)
+FREE_FORM = ("model_config", "algo_kwargs")
+
+
+def _merge_free_form(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Key-by-key (nested) merge, so ``--set policy.algo_kwargs.n_steps=64 --set
+    policy.algo_kwargs.batch_size=32`` keeps both."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge_free_form(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) \
+            else value
+    return out
 
 
 def stage_key(*parts: Any) -> str:

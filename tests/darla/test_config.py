@@ -58,3 +58,24 @@ def test_stage_key_changes_with_config_and_is_stable():
     a = stage_key({"steps": 1, "lr": 0.1})
     assert a == stage_key({"lr": 0.1, "steps": 1})
     assert a != stage_key({"steps": 2, "lr": 0.1})
+
+
+def test_repeated_overrides_of_algo_kwargs_and_nested_model_config_accumulate():
+    config = load_config(None, ["policy.algo_kwargs.n_steps=64", "policy.algo_kwargs.batch_size=32",
+                                "vision.model_config.visual.beta=2", "vision.model_config.visual.latents=10"])
+    assert config.policy.algo_kwargs == {"n_steps": 64, "batch_size": 32}
+    assert config.vision.model_config == {"visual": {"beta": 2, "latents": 10}}
+
+
+def test_exponent_floats_without_a_dot_are_floats_in_overrides_and_files(tmp_path):
+    config = load_config(None, ["vision.lr=1e-4", "policy.algo_kwargs.learning_rate=3e-4"])
+    assert config.vision.lr == 1e-4 and config.policy.algo_kwargs["learning_rate"] == 3e-4
+    path = tmp_path / "c.yaml"
+    path.write_text("vision:\n  lr: 2e-4\n")
+    assert load_config(path).vision.lr == 2e-4
+    assert yaml.safe_load("1e-4") == "1e-4"  # the stock loader is left as it is
+
+
+def test_a_scalar_where_a_section_belongs_names_the_section():
+    with pytest.raises(ConfigError, match=r"config section 'vision' must be a mapping"):
+        load_config(None, ["vision=3"])
