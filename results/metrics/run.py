@@ -461,17 +461,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
             if len(per_seed) >= 2:
                 udr[(dataset, model)] = udr_of_seeds(data, per_seed, seed=min(args.seeds))
             # after every model: a killed run still leaves a consistent summary and table
-            summary = write_summary(args.out / "summary.json", aggregate(records, udr), udr,
-                                    time.perf_counter() - started)
+            summary = write_summary(args.out / "summary.json", aggregate(records, udr), udr)
             rewrite_table_section(args.out / "README.md", markdown_tables(summary))
     log.info("done in %.0f s; %s", time.perf_counter() - started, args.out)
     return aggregate(records, udr)
 
 
-def write_summary(path: Path, summary: dict, udr: dict[tuple[str, str], dict], wall_seconds: float) -> dict:
+def write_summary(path: Path, summary: dict, udr: dict[tuple[str, str], dict]) -> dict:
     """Write ``summary.json``, keeping the datasets of an earlier summary that this run did not touch
-    (so ``--datasets seekavoid-factors`` alone does not drop the dSprites table); return the merged summary."""
-    merged = {"datasets": {}, "udr": {}, "wall_seconds": {}}
+    (so ``--datasets seekavoid-factors`` alone does not drop the dSprites table); return the merged summary.
+    ``compute_seconds`` per dataset sums the recorded training and metric times of its runs (a rerun that
+    reuses finished runs keeps the times they were made in)."""
+    merged = {"datasets": {}, "udr": {}, "compute_seconds": {}}
     if path.exists():
         old = json.loads(path.read_text())
         merged = {k: dict(old.get(k, {})) for k in merged}
@@ -479,7 +480,9 @@ def write_summary(path: Path, summary: dict, udr: dict[tuple[str, str], dict], w
         merged["udr"] = {k: v for k, v in merged["udr"].items() if not k.startswith(f"{dataset}/")}
     merged["datasets"].update(summary)
     merged["udr"].update({f"{d}/{m}": v for (d, m), v in udr.items()})
-    merged["wall_seconds"]["+".join(summary)] = round(wall_seconds, 1)
+    for dataset, models in summary.items():
+        merged["compute_seconds"][dataset] = round(sum(sum(e["train_seconds"]) + sum(e["metric_seconds"])
+                                                       for e in models.values()), 1)
     write_json(path, merged)
     return merged["datasets"]
 
