@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from darla.config import RunConfig, stage_key
+from darla.config import ConfigError, RunConfig, stage_key
 from vision.checkpoint import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
     import envs  # noqa: F401  (registers the env, headless rendering)
     from darla.report import write_report
 
+    evaluation_domains(config)  # fail on a bad domain name now, not after training
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stages = Path(stage_root) if stage_root is not None else run_dir / "stages"
@@ -227,7 +228,7 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
     from agents.train import train_policy
 
     cfg = {"policy": {**asdict(config.policy), "seeds": None}, "seed": seed, "vision": vision_key,
-           "env": asdict(config.env)}
+           "env": asdict(config.env), "train_domains": config.collect.split}
     stage = Stage(run_dir, f"policy-s{seed}", stage_key(cfg))
 
     def fn(d: Path) -> dict:
@@ -256,17 +257,41 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
 
 def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], progress: bool = True
                    ) -> tuple[Stage, dict]:
-    cfg = {"evaluate": asdict(config.evaluate), "policies": [p.name for p in policy_dirs], "seed": config.seed}
+    domains, source = evaluation_domains(config)
+    # Keyed on the resolved domains, so editing a YAML file of domains re-evaluates.
+    cfg = {"evaluate": asdict(config.evaluate), "policies": [p.name for p in policy_dirs], "seed": config.seed,
+           "env": asdict(config.env), "domains": [d.to_dict() for d in domains], "source": source}
     stage = Stage(run_dir, "evaluate", stage_key(cfg))
 
     def fn(d: Path) -> dict:
-        result = evaluate_policies(policy_dirs, config.evaluate.domains, config.evaluate.episodes,
+        result = evaluate_policies(policy_dirs, domains, config.evaluate.episodes,
                                    seed=config.seed + 10_000, deterministic=config.evaluate.deterministic,
                                    env_kw=env_kwargs(config), out_dir=d, progress=progress,
-                                   source=config.collect.split)
+                                   source=",".join(source))
         return {"summary": result.get("summary", {})}
 
     return stage, stage.run(fn, cfg)
+
+
+def evaluation_domains(config: RunConfig) -> tuple[list, list[str]]:
+    """The domains ``evaluate.domains`` names and the names among them that count as source (the
+    training domains, ``collect.split``); a ``ConfigError`` naming the field if they do not resolve or
+    the source domains are not all evaluated. Called before training, so a typo costs no training."""
+    try:
+        domains = resolve_domain_spec(config.evaluate.domains)
+    except ValueError as e:
+        raise ConfigError(f"config field 'evaluate.domains' = {config.evaluate.domains!r} is invalid: {e}") from None
+    try:
+        source = [d.name for d in resolve_domain_spec(config.collect.split)]
+    except ValueError as e:
+        raise ConfigError(f"config field 'collect.split' = {config.collect.split!r} is invalid: {e}") from None
+    names = [d.name for d in domains]
+    missing = [n for n in source if n not in names]
+    if missing:
+        raise ConfigError(f"config field 'evaluate.domains' = {config.evaluate.domains!r} lacks the training "
+                          f"domain(s) {', '.join(missing)} (collect.split = {config.collect.split!r}); the "
+                          "transfer ratio needs them: add 'source'")
+    return domains, source
 
 
 def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: int, seed: int,

@@ -40,3 +40,51 @@ def test_interrupted_stage_has_no_done_marker_and_reruns(tmp_path):
     record = stage.run(lambda d: {"ok": (d / "partial.bin").exists()}, {})
     assert record["ok"] is True  # the rerun sees what the killed run left and can resume from it
     assert stage.done
+
+
+def _policy_stage_name(tmp_path, monkeypatch, overrides):
+    import agents.train
+    from darla.config import load_config
+    from darla.pipeline import train_policy_stage
+
+    monkeypatch.setattr(agents.train, "train_policy", lambda **kw: kw["out_dir"])
+    config = load_config(None, ["policy.mode=pixels", *overrides])
+    stage, _ = train_policy_stage(config, tmp_path, None, "pixels", 0, progress=False)
+    return stage.dir.name
+
+
+def test_pixel_policy_key_changes_with_the_training_domains(tmp_path, monkeypatch):
+    default = _policy_stage_name(tmp_path, monkeypatch, [])
+    assert _policy_stage_name(tmp_path, monkeypatch, ["collect.split=A-default"]) != default
+    assert _policy_stage_name(tmp_path, monkeypatch, []) == default
+
+
+def test_evaluate_key_changes_when_a_yaml_domain_file_is_edited(tmp_path, monkeypatch):
+    import dataclasses
+
+    import darla.pipeline as pipeline
+    from darla.config import load_config
+    from envs.domains import dump_domains_yaml, get_domain
+
+    seen = []
+    monkeypatch.setattr(pipeline, "evaluate_policies", lambda *a, **kw: seen.append(a[1]) or {})
+    spec = tmp_path / "shifts.yaml"
+    config = load_config(None, [f"evaluate.domains=source,{spec}"])
+    names = []
+    for height in (1.1, 1.2):
+        dump_domains_yaml([dataclasses.replace(get_domain("A-default"), name="A-low", cam_height=(height, height))],
+                          spec)
+        stage, _ = pipeline.evaluate_stage(config, tmp_path / "stages", [tmp_path / "policy-s0-k"], progress=False)
+        names.append(stage.dir.name)
+    assert names[0] != names[1]
+    assert [d.cam_height for d in seen[1] if d.name == "A-low"] == [(1.2, 1.2)]
+
+
+@pytest.mark.parametrize("domains, needle", [("source,A-chnged", "A-chnged"), ("target", "A-default")])
+def test_run_rejects_bad_evaluation_domains_before_training(tmp_path, capsys, domains, needle):
+    from darla.cli import main
+
+    assert main(["-q", "run", "--out", str(tmp_path / "run"), "--set", f"evaluate.domains={domains}"]) == 2
+    err = capsys.readouterr().err
+    assert "evaluate.domains" in err and needle in err
+    assert not (tmp_path / "run").exists()
