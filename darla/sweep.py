@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from darla.config import RunConfig
+from darla.pipeline import evaluation_domains
 from vision.checkpoint import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ def trial_config(base: RunConfig, trial: Trial) -> RunConfig:
 def grid(models: list[str], seeds: list[int], algos: list[str]) -> list[Trial]:
     import vision
 
+    for what, values in (("models", models), ("seeds", seeds), ("algos", algos)):
+        if not values:
+            raise ValueError(f"sweep has no {what}; give at least one, e.g. --{what} "
+                             + {"models": "vae,beta_vae_dae", "seeds": "0,1,2", "algos": "ppo"}[what])
     valid = set(vision.list_models()) | {PIXELS}
     for m in models:
         if m not in valid:
@@ -81,6 +86,7 @@ def run_sweep(base: RunConfig, out: str | Path, models: list[str], seeds: list[i
     stage_root = out / "stages"
     stage_root.mkdir(parents=True, exist_ok=True)
     trials = grid(models, seeds, algos or [base.policy.algo])
+    evaluation_domains(base)  # fail on a bad domain name now, not after training
     atomic_write_bytes(out / "sweep.json", json.dumps({"models": models, "seeds": seeds, "algos": algos,
                                                        "base": base.to_dict()}, indent=2).encode())
     ray_ok = _ray_available() if use_ray is None else use_ray

@@ -41,3 +41,10 @@ def test_sequential_sweep_shares_data_and_vision_and_summarises_per_model(tmp_pa
     before = sorted(p.name for p in (tmp_path / "stages").iterdir())
     run_sweep(_tiny_base(), tmp_path, models=["ae", "vae"], seeds=[0, 1], use_ray=False, progress=False)
     assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == before
+
+
+def test_empty_seed_list_is_a_clear_error(tmp_path, capsys):
+    from darla.cli import main
+
+    assert main(["-q", "sweep", "--models", "vae", "--seeds", "", "--no-ray", "--out", str(tmp_path)]) == 2
+    assert "no seeds" in capsys.readouterr().err
