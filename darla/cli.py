@@ -94,7 +94,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy action")
     p.add_argument("--obs-size", type=int, default=None, help="default: the policy's own")
-    p.add_argument("--layout", default="choice", choices=["choice", "collect"])
+    p.add_argument("--layout", default=None, choices=["choice", "collect"], help="default: the policy's own")
 
 
 def _add_metrics(sub: argparse._SubParsersAction) -> None:

@@ -130,13 +130,15 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from darla.pipeline import evaluate_policies
 
-    obs_size = args.obs_size
-    if obs_size is None:
-        meta = json.loads((Path(args.policy[0]) / "policy.json").read_text())
-        obs_size = meta.get("env_kwargs", {}).get("obs_size", 64)
+    meta_path = Path(args.policy[0]) / "policy.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"'{args.policy[0]}' is not a policy directory (no policy.json); pass a directory "
+                                "made by `darla train-policy` or a run's stages/policy-s<seed>-<key>")
+    trained_env = json.loads(meta_path.read_text()).get("env_kwargs") or {}
+    env_kw = {"obs_size": args.obs_size if args.obs_size is not None else trained_env.get("obs_size", 64),
+              "layout": args.layout if args.layout is not None else trained_env.get("layout", "choice")}
     result = evaluate_policies(args.policy, args.domains, args.episodes, seed=args.seed,
-                               deterministic=not args.stochastic,
-                               env_kw={"obs_size": obs_size, "layout": args.layout}, out_dir=args.out,
+                               deterministic=not args.stochastic, env_kw=env_kw, out_dir=args.out,
                                progress=not args.quiet)
     md = Path(args.out) / "evaluation.md"
     print(md.read_text() if md.exists() else json.dumps(result.get("summary", {}), indent=2))

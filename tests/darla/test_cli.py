@@ -55,3 +55,22 @@ def test_train_vision_unknown_model_lists_valid_names(collected, tmp_path, capsy
 def test_metrics_on_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["-q", "metrics", str(tmp_path / "nope"), "--dataset", "dsprites"]) == 2
     assert "no vision checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_defaults_to_the_env_settings_the_policy_was_trained_with(tmp_path, monkeypatch):
+    import darla.pipeline
+
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "policy.json").write_text(json.dumps({"env_kwargs": {"obs_size": 32, "layout": "collect"}}))
+    seen = {}
+    monkeypatch.setattr(darla.pipeline, "evaluate_policies", lambda *a, **kw: seen.update(kw["env_kw"]) or {})
+    assert main(["-q", "evaluate", "--policy", str(policy), "--out", str(tmp_path / "e")]) == 0
+    assert seen == {"obs_size": 32, "layout": "collect"}
+    assert main(["-q", "evaluate", "--policy", str(policy), "--out", str(tmp_path / "e"), "--layout", "choice"]) == 0
+    assert seen["layout"] == "choice"
+
+
+def test_evaluate_of_a_directory_without_a_policy_is_a_clear_error(tmp_path, capsys):
+    assert main(["-q", "evaluate", "--policy", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert "not a policy directory" in capsys.readouterr().err
