@@ -102,8 +102,9 @@ class RunConfig:
                "one of latent, extractor, pixels")
         _check(self.policy.steps >= 1, "policy.steps", self.policy.steps, "a positive integer")
         _check(self.policy.n_envs >= 1, "policy.n_envs", self.policy.n_envs, "a positive integer")
-        _check(len(self.policy.seeds) >= 1 and all(isinstance(s, int) for s in self.policy.seeds),
-               "policy.seeds", self.policy.seeds, "a non-empty list of integers, e.g. [0, 1, 2]")
+        _check(len(self.policy.seeds) >= 1 and all(isinstance(s, int) for s in self.policy.seeds)
+               and len(set(self.policy.seeds)) == len(self.policy.seeds),  # a repeat would count one policy twice
+               "policy.seeds", self.policy.seeds, "a non-empty list of distinct integers, e.g. [0, 1, 2]")
         _check(self.evaluate.episodes >= 1, "evaluate.episodes", self.evaluate.episodes, "a positive integer")
         _check(self.device == "cpu" or self.device.startswith(("cuda", "mps")), "device", self.device,
                "cpu, cuda, cuda:N or mps")

@@ -60,6 +60,8 @@ def grid(models: list[str], seeds: list[int], algos: list[str]) -> list[Trial]:
         if not values:
             raise ValueError(f"sweep has no {what}; give at least one, e.g. --{what} "
                              + {"models": "vae,beta_vae_dae", "seeds": "0,1,2", "algos": "ppo"}[what])
+        if len(set(values)) != len(values):
+            raise ValueError(f"sweep {what} {values} repeat a value; give each once")
     valid = set(vision.list_models()) | {PIXELS}
     for m in models:
         if m not in valid:

@@ -26,6 +26,11 @@ def test_unknown_model_in_grid_lists_valid_names():
         grid(["vea"], [0], ["ppo"])
 
 
+def test_repeated_seed_in_grid_is_rejected():
+    with pytest.raises(ValueError, match=r"seeds \[0, 0\] repeat"):
+        grid(["vae"], [0, 0], ["ppo"])
+
+
 def test_sequential_sweep_shares_data_and_vision_and_summarises_per_model(tmp_path):
     summary_path = run_sweep(_tiny_base(), tmp_path, models=["ae", "vae"], seeds=[0, 1], use_ray=False, progress=False)
     summary = json.loads(summary_path.read_text())
