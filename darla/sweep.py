@@ -40,7 +40,9 @@ class Trial:
 
 
 def trial_config(base: RunConfig, trial: Trial) -> RunConfig:
-    """The run config of one trial: ``model == "pixels"`` is the end-to-end CnnPolicy baseline."""
+    """The run config of one trial: ``model == "pixels"`` is the end-to-end CnnPolicy baseline. The base
+    config's ``vision.model_config`` applies only to trials of the base's own ``vision.model`` (its fields
+    belong to that model); every other model trains with its own defaults."""
     config = dataclasses.replace(
         base,
         vision=dataclasses.replace(base.vision, model=base.vision.model if trial.model == PIXELS else trial.model,
