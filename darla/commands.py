@@ -53,10 +53,25 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
         model_config["beta"] = args.beta
     if args.latents is not None:
         model_config["latents"] = args.latents
+    import dataclasses
+
+    from darla.config import RunConfig
+    from darla.pipeline import build_vision_model
+
     data = FrameDataset(args.data)
-    out = train_vision(args.model, data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                       seed=args.seed, device=args.device, config=model_config, dae_steps=args.dae_steps,
-                       progress=not args.quiet)
+    # The models that learn from more than frames (dc_ign, icf, scan) are wired exactly as in `darla run`.
+    base = RunConfig()
+    config = dataclasses.replace(
+        base, seed=args.seed, device=args.device,
+        env=dataclasses.replace(base.env, obs_size=int(data.frames.shape[1]), layout=data.meta.get("layout", "choice")),
+        collect=dataclasses.replace(base.collect, split=data.meta.get("split") or base.collect.split),
+        vision=dataclasses.replace(base.vision, model=args.model, steps=args.steps, batch_size=args.batch_size,
+                                   lr=args.lr, dae_steps=args.dae_steps, model_config=model_config),
+    )
+    model = build_vision_model(config, data, Path(args.out), progress=not args.quiet)
+    out = train_vision(model, data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed, device=args.device, config=model_config if isinstance(model, str) else None,
+                       dae_steps=args.dae_steps, progress=not args.quiet)
     print(f"vision checkpoint: {out}")
     probe = Path(args.out) / "probe.md"
     if probe.exists():

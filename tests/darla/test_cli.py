@@ -74,3 +74,21 @@ def test_evaluate_defaults_to_the_env_settings_the_policy_was_trained_with(tmp_p
 def test_evaluate_of_a_directory_without_a_policy_is_a_clear_error(tmp_path, capsys):
     assert main(["-q", "evaluate", "--policy", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
     assert "not a policy directory" in capsys.readouterr().err
+
+
+def test_train_vision_wires_dc_ign_to_its_factor_dataset_like_darla_run(collected, tmp_path, monkeypatch):
+    from vision.models.dc_ign import DCIGN
+
+    attached = []
+    original = DCIGN.attach_factor_dataset
+
+    def spy(self, dataset):
+        attached.append(dataset.name)
+        return original(self, dataset)
+
+    monkeypatch.setattr(DCIGN, "attach_factor_dataset", spy)
+    out = tmp_path / "dc_ign"
+    assert main(["-q", "train-vision", "--model", "dc_ign", "--data", str(collected), "--out", str(out), "--steps", "2",
+                 "--batch-size", "8"]) == 0
+    assert attached == ["seekavoid-factors"]
+    assert json.loads((out / "model" / "config.json").read_text())["model"] == "dc_ign"
