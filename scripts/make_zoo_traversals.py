@@ -9,8 +9,8 @@ so ``OUT/<model>_traversal.png`` and its latent→factor table ``OUT/<model>_tra
 same code as ``darla traverse`` (``darla.commands.traversal_with_latent_table``). Wall-clock times go to
 ``OUT/timings.json``. Training outputs stay in ``--work`` (keep it outside git).
 
-    python scripts/make_zoo_traversals.py --data DIR --work runs/zoo --out docs/zoo --steps 400 \
-        [--models infogan,dc_ign,disbm,icf,scan] [--dae-steps 200]
+    python scripts/make_zoo_traversals.py --data DIR --work runs/zoo --out docs/zoo --steps 600 \
+        [--models infogan,dc_ign,disbm,icf,scan] [--dae-steps 300]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="a directory made by `darla collect`")
     p.add_argument("--work", type=Path, default=Path("runs/zoo"), help="training outputs (outside git)")
     p.add_argument("--out", type=Path, default=Path("docs/zoo"))
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--dae-steps", type=int, default=None,
                    help="DAE iterations of scan's beta_vae_dae visual model (default: half of --steps)")
     p.add_argument("--batch-size", type=int, default=64)
