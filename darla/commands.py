@@ -90,40 +90,13 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         if not data_dir:
             raise ValueError(f"checkpoint '{args.checkpoint}' does not record its training data; pass --data DIR")
     model = vision.load(args.checkpoint)
+    from darla.report import traversal_with_latent_table
+
     table = traversal_with_latent_table(model, FrameDataset(data_dir), args.out, seed=args.seed,
                                         max_latents=args.max_latents)
     print(table)
     print(f"traversal: {args.out} (latent table: {Path(args.out).with_suffix('.md')})")
     return 0
-
-
-def traversal_with_latent_table(model, data, out_png: Path, seed: int = 0, max_latents: int | None = 12,
-                                sample: int = 4000) -> str:
-    """Traversal PNG of ``model`` on frames of ``data`` plus ``<out_png>.md``: for the latents shown,
-    the ground-truth factors each correlates with most (on frames where the factor is visible)."""
-    import numpy as np
-
-    from vision.checkpoint import atomic_write_bytes
-    from vision.probe import latent_factor_report
-    from vision.traverse import latent_scores, traverse
-    from vision.train import encode_frames
-
-    import vision
-
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(data), size=min(sample, len(data)), replace=False))
-    frames = np.asarray(data.frames[idx])
-    # The PNG shows the first 8 of these frames and, like the table, orders latents by KL over 512.
-    traverse(model, frames[:512], out_png, max_latents=max_latents)
-    feats = encode_frames(model, frames)
-    scores, name = latent_scores(model, vision.to_tensor(frames[:512]))
-    order = [int(j) for j in np.argsort(-scores, kind="stable")[: max_latents or len(scores)]]
-    rows = data.probe_rows() if hasattr(data, "probe_rows") else None
-    table = latent_factor_report(feats, np.asarray(data.factors)[idx], list(data.factor_names), order,
-                                 rows={k: v[idx] for k, v in rows.items()} if rows else None,
-                                 labels={j: f"z{j} ({name} {scores[j]:.2f})" for j in order})
-    atomic_write_bytes(Path(out_png).with_suffix(".md"), (table + "\n").encode())
-    return table
 
 
 def cmd_train_policy(args: argparse.Namespace) -> int:

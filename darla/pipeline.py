@@ -172,7 +172,7 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
         )
         trained = vision.load(model_dir)
         if trained.generative:
-            from darla.commands import traversal_with_latent_table
+            from darla.report import traversal_with_latent_table
 
             traversal_with_latent_table(trained, data, d / "traversal.png", seed=config.seed)
         if hasattr(trained, "demo_png") and getattr(model, "dataset", None) is not None:

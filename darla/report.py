@@ -145,3 +145,31 @@ def _rel(path: Path, base: Path) -> str:
         return str(Path(path).resolve().relative_to(Path(base).resolve()))
     except ValueError:
         return str(path)
+
+
+def traversal_with_latent_table(model, data, out_png: Path, seed: int = 0, max_latents: int | None = 12,
+                                sample: int = 4000) -> str:
+    """Traversal PNG of ``model`` on frames of ``data`` plus ``<out_png>.md``: for the latents shown,
+    the ground-truth factors each correlates with most (on frames where the factor is visible)."""
+    import numpy as np
+
+    from vision.probe import latent_factor_report
+    from vision.traverse import latent_scores, traverse
+    from vision.train import encode_frames
+
+    import vision
+
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(data), size=min(sample, len(data)), replace=False))
+    frames = np.asarray(data.frames[idx])
+    # The PNG shows the first 8 of these frames and, like the table, orders latents by KL over 512.
+    traverse(model, frames[:512], out_png, max_latents=max_latents)
+    feats = encode_frames(model, frames)
+    scores, name = latent_scores(model, vision.to_tensor(frames[:512]))
+    order = [int(j) for j in np.argsort(-scores, kind="stable")[: max_latents or len(scores)]]
+    rows = data.probe_rows() if hasattr(data, "probe_rows") else None
+    table = latent_factor_report(feats, np.asarray(data.factors)[idx], list(data.factor_names), order,
+                                 rows={k: v[idx] for k, v in rows.items()} if rows else None,
+                                 labels={j: f"z{j} ({name} {scores[j]:.2f})" for j in order})
+    atomic_write_bytes(Path(out_png).with_suffix(".md"), (table + "\n").encode())
+    return table

@@ -6,7 +6,7 @@ For every model this runs the public CLI exactly as a user would::
     darla -q traverse WORK/NAME/model --data DATA --out OUT/NAME_traversal.png --max-latents 8
 
 so ``OUT/<model>_traversal.png`` and its latent→factor table ``OUT/<model>_traversal.md`` come from the
-same code as ``darla traverse`` (``darla.commands.traversal_with_latent_table``). Wall-clock times go to
+same code as ``darla traverse`` (``darla.report.traversal_with_latent_table``). Wall-clock times go to
 ``OUT/timings.json``. Training outputs stay in ``--work`` (keep it outside git).
 
     python scripts/make_zoo_traversals.py --data DIR --work runs/zoo --out docs/zoo --steps 600 \
