@@ -105,6 +105,9 @@ def _add_metrics(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="JSON file (default: <checkpoint>/metrics-<dataset>.json)")
     p.add_argument("--fast", action="store_true", help="fewer samples (for smoke tests)")
+    p.add_argument("--grid-cache", type=Path, default=None,
+                   help="an .npy to keep the rendered image grid of a small dataset (seekavoid-factors) in, "
+                   "so later calls skip rendering")
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:

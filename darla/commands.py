@@ -138,7 +138,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from darla.metrics import checkpoint_metrics
 
     out, table = checkpoint_metrics(args.checkpoint, args.dataset, metrics=args.metrics, seed=args.seed,
-                                    out=args.out, fast=args.fast)
+                                    out=args.out, fast=args.fast, grid_cache=args.grid_cache,
+                                    progress=not args.quiet)
     print(table)
     print(f"metrics: {out}")
     return 0

@@ -12,7 +12,9 @@ os.environ.setdefault("PYGLET_HEADLESS", "1")
 
 import gymnasium  # noqa: E402
 
-from envs.factors import FactorDataset, factor_dataset, list_factor_datasets, register_factor_dataset  # noqa: E402
+from envs.factors import (  # noqa: E402
+    FactorDataset, GridFactorDataset, factor_dataset, grid_dataset, list_factor_datasets, register_factor_dataset,
+)
 
 if "darla/SeekAvoid-v0" not in gymnasium.registry:
     gymnasium.register(id="darla/SeekAvoid-v0", entry_point="envs.seekavoid:SeekAvoidEnv")

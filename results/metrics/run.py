@@ -79,66 +79,6 @@ TABLE_END = "<!-- metrics-table:end -->"
 
 
 # -- data ----------------------------------------------------------------------------------------
-def all_factor_combinations(factor_sizes: Sequence[int]) -> np.ndarray:
-    """Every factor combination in C (row-major) order → ``(prod(sizes), K)`` int64, so row ``i`` is
-    ``np.unravel_index(i, factor_sizes)``."""
-    grids = np.indices(tuple(int(s) for s in factor_sizes)).reshape(len(factor_sizes), -1)
-    return grids.T.astype(np.int64)
-
-
-class GridFactorDataset:
-    """A factor dataset whose whole grid of images is in memory: ``images(factors)`` is a lookup.
-
-    Same duck-typed interface as ``envs.FactorDataset`` (``factor_sizes``, ``factor_names``,
-    ``observation_shape``, ``sample_factors``, ``images``), so the metrics use it unchanged.
-
-    :param dataset: the factor dataset the grid was rendered from
-    :param grid_images: ``(prod(factor_sizes), H, W, C)`` uint8, row ``i`` = factors ``unravel_index(i)``
-    """
-
-    def __init__(self, dataset, grid_images: np.ndarray):
-        sizes = tuple(int(s) for s in dataset.factor_sizes)
-        if len(grid_images) != int(np.prod(sizes)):
-            raise ValueError(f"{dataset.name}: grid has {len(grid_images)} images for factor sizes {sizes} "
-                             f"({int(np.prod(sizes))} combinations); delete the cached .npy to re-render it")
-        self.dataset = dataset
-        self.name = dataset.name
-        self.factor_sizes = sizes
-        self.factor_names = tuple(dataset.factor_names)
-        self.observation_shape = tuple(grid_images.shape[1:])
-        self.grid_images = grid_images
-
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.dataset.sample_factors(n, rng)
-
-    def images(self, factors: np.ndarray) -> np.ndarray:
-        """``(n, K)`` factor indices → ``(n, H, W, C)`` uint8 from the grid."""
-        f = self.dataset.validate_factors(factors)
-        return self.grid_images[np.ravel_multi_index(tuple(f.T), self.factor_sizes)]
-
-
-def render_grid_cached(dataset, cache_file: Path, chunk: int = 500) -> np.ndarray:
-    """The whole factor grid of ``dataset`` as ``(N, H, W, C)`` uint8, rendered once into ``cache_file``
-    (``.npy``, written atomically) and loaded from there afterwards."""
-    from tqdm.auto import tqdm
-
-    combos = all_factor_combinations(dataset.factor_sizes)
-    expected = (len(combos), *dataset.observation_shape)
-    if cache_file.exists():
-        grid = np.load(cache_file)
-        if grid.shape == expected and grid.dtype == np.uint8:
-            return grid
-        log.warning("cache %s holds %s %s, expected %s uint8; re-rendering", cache_file, grid.shape, grid.dtype, expected)
-    grid = np.empty(expected, np.uint8)
-    for i in tqdm(range(0, len(combos), chunk), desc=f"render {dataset.name} grid", unit="chunk", disable=None):
-        grid[i:i + chunk] = dataset.images(combos[i:i + chunk])
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(cache_file.name + ".tmp.npy")
-    np.save(tmp, grid)
-    os.replace(tmp, cache_file)
-    return grid
-
-
 def load_dataset(name: str, cache_dir: Path, num_images: int, image_size: int = 64, data_seed: int = 0):
     """``(metric dataset, training images (n, H, W, C) uint8)`` for ``name``.
 
@@ -153,31 +93,12 @@ def load_dataset(name: str, cache_dir: Path, num_images: int, image_size: int = 
         return data, data.images(factors)
     if name == "seekavoid-factors":
         data = envs.factor_dataset("seekavoid-factors", obs_size=image_size)
-        grid = render_grid_cached(data, cache_dir / f"seekavoid-factors_{image_size}.npy")
-        return GridFactorDataset(data, grid), grid
+        grid = envs.grid_dataset(data, cache_file=cache_dir / f"seekavoid-factors_{image_size}.npy")
+        return grid, grid.grid_images
     raise ValueError(f"unknown dataset '{name}'; valid: {', '.join(DATASETS)}")
 
 
 # -- representations -----------------------------------------------------------------------------
-def memoised_representation(represent: Callable[[np.ndarray], np.ndarray], known_images: np.ndarray,
-                            batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
-    """``represent`` with the codes of ``known_images (N, H, W, C)`` computed once and looked up by the
-    images' bytes; images not among them go through ``represent``. Exact for deterministic features."""
-    codes = np.concatenate([represent(known_images[i:i + batch_size]) for i in range(0, len(known_images), batch_size)])
-    index = {img.tobytes(): i for i, img in enumerate(known_images)}
-
-    def lookup(images: np.ndarray) -> np.ndarray:
-        rows = np.array([index.get(img.tobytes(), -1) for img in images], dtype=np.int64)
-        out = np.empty((len(images), codes.shape[1]), codes.dtype)
-        hit = rows >= 0
-        out[hit] = codes[rows[hit]]
-        if not hit.all():
-            out[~hit] = represent(images[~hit])
-        return out
-
-    return lookup
-
-
 def kl_per_latent(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
     """Mean KL(q(z_j|x) ‖ N(0, 1)) per latent ``(latents,)`` over ``images``, or ``None`` for models
     whose ``encode`` is not a Gaussian ``(mu, logvar)``."""
@@ -256,7 +177,8 @@ def train_and_score(args: argparse.Namespace, dataset: str, data, images: np.nda
     from vision.metrics import FAST_PARAMS, evaluate_metrics
     from vision.train import train_vision
 
-    from darla.metrics import representation_of
+    from darla.metrics import memoised_representation, representation_of
+    from envs import GridFactorDataset
 
     settings = run_settings(args, dataset, model_name, seed, len(images))
     path = result_path(args.out, dataset, model_name, seed)

@@ -40,10 +40,12 @@ def test_train_vision_traverse_and_metrics_chain(collected, tmp_path, capsys):
     assert main(["-q", "traverse", str(ckpt), "--out", str(png)]) == 0  # finds its frames via the checkpoint
     assert png.stat().st_size > 0
     result = tmp_path / "m.json"
+    cache = tmp_path / "grid.npy"
     assert main(["-q", "metrics", str(ckpt), "--dataset", "seekavoid-factors", "--metrics", "mig", "--fast",
-                 "--out", str(result)]) == 0
+                 "--out", str(result), "--grid-cache", str(cache)]) == 0
     mig = json.loads(result.read_text())["results"]["mig"]["mig"]
     assert np.isfinite(mig) and 0.0 <= mig <= 1.0
+    assert np.load(cache).shape == (4860, 16, 16, 3)  # the whole seekavoid-factors grid, rendered once
 
 
 def test_train_vision_unknown_model_lists_valid_names(collected, tmp_path, capsys):

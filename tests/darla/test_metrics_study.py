@@ -1,14 +1,13 @@
-"""The metrics study script (results/metrics/run.py): its data helpers, memoisation, aggregation,
-README rewriting, and a tiny end-to-end run that resumes."""
+"""The metrics study script (results/metrics/run.py): aggregation, README rewriting, and a tiny
+end-to-end run that resumes. (Its grid dataset and memoised encoder are library code, tested in
+tests/envs/test_factors.py and tests/darla/test_metrics_grid.py.)"""
 
 import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from envs.factors import FactorDataset
 
 RUN_PY = Path(__file__).resolve().parents[2] / "results" / "metrics" / "run.py"
 TINY_PARAMS = {
@@ -26,57 +25,6 @@ def study():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-class _TinyFactors(FactorDataset):
-    """2 × 3 factors; the image's two pixels hold the factor values (so every combination differs)."""
-
-    name = "tiny"
-    factor_names = ("a", "b")
-    factor_sizes = (2, 3)
-    observation_shape = (1, 2, 1)
-
-    def images(self, factors):
-        f = self.validate_factors(factors)
-        return (f[:, None, :, None] * 40 + 7).astype(np.uint8)
-
-
-def test_all_factor_combinations_row_i_is_unravel_index(study):
-    combos = study.all_factor_combinations((2, 3, 4))
-    assert combos.shape == (24, 3)
-    for i in (0, 5, 23):
-        assert tuple(combos[i]) == np.unravel_index(i, (2, 3, 4))
-
-
-def test_grid_dataset_looks_up_the_same_images_the_dataset_renders(study):
-    data = _TinyFactors()
-    grid = data.images(study.all_factor_combinations(data.factor_sizes))
-    cached = study.GridFactorDataset(data, grid)
-    factors = data.sample_factors(50, np.random.default_rng(0))
-    np.testing.assert_array_equal(cached.images(factors), data.images(factors))
-    with pytest.raises(ValueError, match="delete the cached"):
-        study.GridFactorDataset(data, grid[:-1])
-
-
-def test_memoised_representation_matches_direct_and_encodes_only_unknown_images(study):
-    data = _TinyFactors()
-    grid = data.images(study.all_factor_combinations(data.factor_sizes))
-    calls = []
-
-    def represent(images):
-        calls.append(len(images))
-        return images.reshape(len(images), -1).astype(np.float64) * 2.0
-
-    memo = study.memoised_representation(represent, grid)
-    calls.clear()
-    known = grid[[5, 0, 5, 3]]
-    np.testing.assert_array_equal(memo(known), represent(known))
-    assert calls == [4]  # only the direct call above encoded anything
-    calls.clear()
-    unknown = np.full((2, 1, 2, 1), 255, np.uint8)
-    np.testing.assert_array_equal(memo(np.concatenate([known[:1], unknown])),
-                                  np.concatenate([represent(known[:1]), represent(unknown)]))
-    assert calls == [2, 1, 2]  # memo encoded the 2 unknown images; then the two reference calls
 
 
 def test_rewrite_table_section_replaces_only_the_marked_block(study, tmp_path):
