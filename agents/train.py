@@ -289,6 +289,9 @@ def train_policy(
                    features_extractor_kwargs=dict(vision=model_or_path, device=device))
         policy = "MlpPolicy"
     else:
+        if min(obs_shape[:2]) < 36:
+            raise ValueError(f"pixel policies need observations of at least 36×36 (SB3's CnnPolicy, NatureCNN), got "
+                             f"{obs_shape}; render the env at obs_size=64")
         env = frames_env
         policy = "CnnPolicy"
 

@@ -100,6 +100,8 @@ class RunConfig:
         _check(self.policy.algo in ("ppo", "a2c", "dqn"), "policy.algo", self.policy.algo, "one of ppo, a2c, dqn")
         _check(self.policy.mode in ("latent", "extractor", "pixels"), "policy.mode", self.policy.mode,
                "one of latent, extractor, pixels")
+        _check(self.policy.mode != "pixels" or self.env.obs_size >= 64, "env.obs_size", self.env.obs_size,
+               "64 or more for policy.mode=pixels (SB3's CnnPolicy, NatureCNN, needs images of at least 36 px)")
         _check(self.policy.steps >= 1, "policy.steps", self.policy.steps, "a positive integer")
         _check(self.policy.n_envs >= 1, "policy.n_envs", self.policy.n_envs, "a positive integer")
         _check(len(self.policy.seeds) >= 1 and all(isinstance(s, int) for s in self.policy.seeds)

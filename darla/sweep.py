@@ -90,6 +90,8 @@ def run_sweep(base: RunConfig, out: str | Path, models: list[str], seeds: list[i
     stage_root = out / "stages"
     stage_root.mkdir(parents=True, exist_ok=True)
     trials = grid(models, seeds, algos or [base.policy.algo])
+    for t in trials:  # every trial's config is valid before anything trains
+        trial_config(base, t)
     evaluation_domains(base)  # fail on a bad domain name now, not after training
     atomic_write_bytes(out / "sweep.json", json.dumps({"models": models, "seeds": seeds, "algos": algos,
                                                        "base": base.to_dict()}, indent=2).encode())

@@ -1,5 +1,6 @@
 """``darla sweep``: a grid over vision models × seeds sharing stage-1 data and vision checkpoints."""
 
+import dataclasses
 import json
 
 import pytest
@@ -15,10 +16,19 @@ def _tiny_base():
 
 def test_trial_config_sets_model_seed_and_pixel_mode():
     base = _tiny_base()
-    pixels = trial_config(base, Trial("pixels", 3, "ppo"))
+    pixels = trial_config(dataclasses.replace(base, env=dataclasses.replace(base.env, obs_size=64)),
+                          Trial("pixels", 3, "ppo"))
     assert pixels.policy.mode == "pixels" and pixels.policy.seeds == [3]
     vae = trial_config(base, Trial("vae", 1, "a2c"))
     assert (vae.vision.model, vae.policy.mode, vae.policy.algo, vae.policy.seeds) == ("vae", "latent", "a2c", [1])
+
+
+def test_pixel_trial_on_images_too_small_for_the_cnn_fails_before_anything_trains(tmp_path):
+    from darla.config import ConfigError
+
+    with pytest.raises(ConfigError, match="env.obs_size.*64 or more for policy.mode=pixels"):
+        run_sweep(_tiny_base(), tmp_path, models=["vae", "pixels"], seeds=[0], use_ray=False, progress=False)
+    assert not list((tmp_path / "stages").iterdir())
 
 
 def test_unknown_model_in_grid_lists_valid_names():

@@ -1,0 +1,311 @@
+"""The transfer study: vision models × training seeds through ``darla sweep``, the disentanglement
+metrics of each vision on ``seekavoid-factors``, and the tables and plot of ``README.md``.
+
+1. ``darla sweep`` (:func:`darla.sweep.run_sweep`) trains everything into ``--work``: stage-1 frames
+   once, one vision checkpoint per model (the base config's ``seed``), one PPO policy per training seed,
+   then evaluates each model's policies together in the base config's domains (default here: source,
+   target and the harder shifted targets, 40 paired episodes each). Resumable: rerun the same command.
+2. Each vision checkpoint is scored with the supervised metrics (``darla metrics --fast`` settings) on
+   ``seekavoid-factors``; the JSONs go to ``--out/metrics/`` and are reused while the checkpoint is the same.
+3. ``--out/summary.json``: per vision model (``pixels`` included) the source return, the DARLA target
+   (``A-changed``), the mean over the harder shifted targets, their target/source ratios, all with 95%
+   stratified-bootstrap CIs over seeds × episodes, plus seeds, steps and metrics; ``metric_vs_transfer.png``;
+   and the table section of ``--out/README.md`` between the ``transfer-table`` markers.
+
+Run from the repository root::
+
+    python results/transfer/run.py --models pixels,ae,dae,vae,beta_vae,beta_vae_dae,beta_tcvae,factor_vae \\
+        --seeds 0,1,2,3,4 --work runs/transfer --out results/transfer
+
+Any config field can be set as in ``darla run`` (``--set policy.steps=150000``, ``--config FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("PYGLET_HEADLESS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+log = logging.getLogger("results.transfer")
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DEFAULT_MODELS = ("pixels", "ae", "dae", "vae", "beta_vae", "beta_vae_dae", "beta_tcvae", "factor_vae")
+#: The DARLA target domain (pair A in the changed room): the headline target of the study.
+DARLA_TARGET = "A-changed"
+#: ``(metric, score key, label)``: the metrics plotted against transfer.
+METRICS = (
+    ("beta_vae", "eval_accuracy", "β-VAE score"),
+    ("factor_vae", "eval_accuracy", "FactorVAE score"),
+    ("mig", "mig", "MIG"),
+    ("dci", "disentanglement", "DCI disentanglement"),
+    ("sap", "sap", "SAP"),
+)
+TABLE_START = "<!-- transfer-table:start (written by run.py; edits inside are overwritten) -->"
+TABLE_END = "<!-- transfer-table:end -->"
+
+
+# -- statistics over a group of domains ----------------------------------------------------------------
+def group_estimates(evaluation: dict, domains: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict | None:
+    """Mean return over ``domains`` (per seed and episode, episodes paired across domains) and its
+    target/source ratio, with stratified-bootstrap CIs as in ``darla evaluate``; ``None`` if none was
+    evaluated."""
+    from agents.stats import ratio_ci, summarize
+
+    names = [d for d in domains if d in evaluation["returns"]]
+    if not names:
+        return None
+    rng = np.random.default_rng(seed)
+    scores = np.mean([np.asarray(evaluation["returns"][n], dtype=float) for n in names], axis=0)
+    source = np.mean([np.asarray(evaluation["returns"][n], dtype=float) for n in evaluation["source"]], axis=0)
+    s = summarize(scores, n_boot=n_boot, rng=rng)
+    r = ratio_ci(scores, source, n_boot=n_boot, rng=rng)
+    return {"domains": names, "mean": s["mean"], "ci": s["ci"], "iqm": s["iqm"], "iqm_ci": s["iqm_ci"],
+            "seed_means": s["seed_means"], "ratio": {"mean": r["ratio"], "ci": r["ci"]}}
+
+
+def model_row(evaluation: dict, n_boot: int = 2000) -> dict:
+    """Source, DARLA target, hard targets and per-domain means of one model's ``evaluation.json``."""
+    source = group_estimates(evaluation, evaluation["source"], n_boot)
+    hard = [d for d in evaluation["target"] if d != DARLA_TARGET]
+    return {
+        "source": {k: source[k] for k in ("domains", "mean", "ci", "iqm", "iqm_ci", "seed_means")},
+        "target": group_estimates(evaluation, [DARLA_TARGET], n_boot),
+        "hard": group_estimates(evaluation, hard, n_boot),
+        "per_domain": {n: {"mean": s["mean"], "ci": s["ci"], "split": s["split"]}
+                       for n, s in evaluation["summary"].items()},
+        "episodes": evaluation["episodes"],
+        "n_seeds": len(evaluation["policies"]),
+    }
+
+
+# -- metrics of the vision checkpoints -------------------------------------------------------------------
+def vision_metrics(checkpoint: Path, out_json: Path, grid_cache: Path, seed: int = 0) -> dict:
+    """``darla metrics --fast`` of ``checkpoint`` on seekavoid-factors, reused while ``out_json`` names the
+    same checkpoint directory (stage directories are keyed by their config)."""
+    from darla.metrics import checkpoint_metrics
+
+    rel = _relative(checkpoint)
+    if out_json.exists():
+        record = json.loads(out_json.read_text())
+        if record.get("checkpoint") == rel and record.get("seed") == seed:
+            return record
+    start = time.perf_counter()
+    checkpoint_metrics(checkpoint, "seekavoid-factors", seed=seed, out=out_json, fast=True, grid_cache=grid_cache)
+    record = json.loads(out_json.read_text())
+    record.update(checkpoint=rel, seconds=round(time.perf_counter() - start, 1))
+    _write_json(out_json, record)
+    return record
+
+
+def metric_value(record: dict | None, metric: str, key: str) -> float | None:
+    if not record:
+        return None
+    value = record.get("results", {}).get(metric, {}).get(key)
+    return None if value is None else float(value)
+
+
+# -- outputs -----------------------------------------------------------------------------------------
+def _relative(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    from vision.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, default=float) + "\n").encode())
+
+
+def _est(e: dict | None, key: str = "mean", ci: str = "ci") -> str:
+    if not e or e.get(key) is None:
+        return "–"
+    lo, hi = (e.get(ci) or [None, None])[:2]
+    if lo is None or hi is None:
+        return f"{e[key]:.2f}"
+    return f"{e[key]:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def markdown_table(summary: dict) -> str:
+    """The study's main table: one row per vision model."""
+    head = ["vision", "seeds", "source", f"target ({DARLA_TARGET})", "target/source", "hard targets",
+            "hard/source"] + [label for _, _, label in METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, row in summary["models"].items():
+        cells = [model, str(row["n_seeds"]), _est(row["source"]), _est(row["target"]),
+                 _est((row["target"] or {}).get("ratio")), _est(row["hard"]), _est((row["hard"] or {}).get("ratio"))]
+        for metric, key, _ in METRICS:
+            v = metric_value(row.get("metrics"), metric, key)
+            cells.append("–" if v is None else f"{v:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Per domain (mean return over seeds × episodes):", ""]
+    domains = list(next(iter(summary["models"].values()))["per_domain"])
+    lines += ["| vision | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
+    for model, row in summary["models"].items():
+        lines.append(f"| {model} | " + " | ".join(f"{row['per_domain'][d]['mean']:.2f}"
+                                                 if d in row["per_domain"] else "–" for d in domains) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rank_correlations(summary: dict) -> dict:
+    """Spearman ρ across vision models between each metric and the target and hard ratios."""
+    from scipy.stats import spearmanr
+
+    out = {}
+    for metric, key, label in METRICS:
+        for which in ("target", "hard"):
+            xs, ys = [], []
+            for row in summary["models"].values():
+                x = metric_value(row.get("metrics"), metric, key)
+                y = ((row.get(which) or {}).get("ratio") or {}).get("mean")
+                if x is not None and y is not None:
+                    xs.append(x)
+                    ys.append(y)
+            if len(xs) >= 3 and np.ptp(xs) > 0 and np.ptp(ys) > 0:
+                rho, p = spearmanr(xs, ys)
+                out[f"{label} vs {which}/source"] = {"rho": float(rho), "p": float(p), "n_models": len(xs)}
+    return out
+
+
+def metric_vs_transfer_png(summary: dict, path: Path) -> Path:
+    """One panel per metric: the metric of each vision (x) against its target/source ratio (y, 95% CI),
+    for the DARLA target and the hard targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4), sharey=True)
+    for ax, (metric, key, label) in zip(axes, METRICS):
+        for which, marker, colour in (("target", "o", "tab:blue"), ("hard", "s", "tab:orange")):
+            for model, row in summary["models"].items():
+                x = metric_value(row.get("metrics"), metric, key)
+                r = (row.get(which) or {}).get("ratio") or {}
+                if x is None or r.get("mean") is None:
+                    continue
+                lo, hi = r["ci"]
+                ax.errorbar([x], [r["mean"]], yerr=[[r["mean"] - lo], [hi - r["mean"]]], fmt=marker, color=colour,
+                            capsize=2, label=f"{DARLA_TARGET}" if which == "target" else "hard targets")
+                ax.annotate(model, (x, r["mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.axhline(1.0, color="grey", lw=0.5)
+    axes[0].set_ylabel("target / source return")
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    from vision.checkpoint import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def rewrite_table_section(readme: Path, table: str) -> None:
+    from vision.checkpoint import atomic_write_bytes
+
+    text = readme.read_text() if readme.exists() else "# Transfer study\n"
+    block = f"{TABLE_START}\n{table.rstrip()}\n{TABLE_END}"
+    if TABLE_START in text and TABLE_END in text:
+        before, rest = text.split(TABLE_START, 1)
+        text = before + block + rest.split(TABLE_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    atomic_write_bytes(readme, text.encode())
+
+
+# -- the study -----------------------------------------------------------------------------------------
+def stage_seconds(stage_root: Path) -> dict:
+    """Wall-clock seconds recorded by every finished stage under ``stage_root``, by stage kind."""
+    totals: dict[str, float] = {}
+    for done in sorted(stage_root.glob("*/DONE.json")):
+        record = json.loads(done.read_text())
+        kind = record["stage"].split("-")[0]
+        totals[kind] = totals.get(kind, 0.0) + float(record.get("seconds", 0.0))
+    return {k: round(v, 1) for k, v in totals.items()}
+
+
+def run_study(args: argparse.Namespace) -> dict:
+    from darla.config import load_config
+    from darla.pipeline import train_stages
+    from darla.sweep import PIXELS, Trial, run_sweep, trial_config
+
+    base = load_config(args.config, ["evaluate.domains=source,target,hard", *args.overrides])
+    sweep_summary = json.loads(run_sweep(base, args.work, models=args.models, seeds=args.seeds,
+                                         use_ray=False if args.no_ray else None,
+                                         progress=args.progress).read_text())
+    metrics_dir = args.out / "metrics"
+    rows = {}
+    for key, entry in sweep_summary["results"].items():
+        model = entry["model"]
+        evaluation = json.loads((Path(entry["evaluation"]) / "evaluation.json").read_text())
+        row = {"model": model, "algo": entry["algo"], "seeds": entry["seeds"], "steps": entry["steps"],
+               "evaluation": _relative(Path(entry["evaluation"])), **model_row(evaluation)}
+        if model != PIXELS:
+            config = trial_config(base, Trial(model, entry["seeds"][0], entry["algo"]))
+            trained = train_stages(config, args.work / "stages", progress=False)  # all reused
+            row["vision_checkpoint"] = _relative(trained["vision_dir"] / "model")
+            row["metrics"] = vision_metrics(trained["vision_dir"] / "model", metrics_dir / f"{model}.json",
+                                            args.work / "seekavoid-factors-grid.npy", seed=base.seed)
+        rows[model if len(args.algos or [None]) <= 1 else key] = row
+    summary = {
+        "command": "python results/transfer/run.py " + " ".join(shlex.quote(a) for a in args.argv),
+        "base": base.to_dict(),
+        "vision_seed": base.seed,
+        "models": rows,
+        "compute_seconds": stage_seconds(args.work / "stages"),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    summary["rank_correlations"] = rank_correlations(summary)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_json(args.out / "summary.json", summary)
+    metric_vs_transfer_png(summary, args.out / "metric_vs_transfer.png")
+    rewrite_table_section(args.out / "README.md", markdown_table(summary))
+    return summary
+
+
+def _csv(kind):
+    return lambda text: [kind(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", type=_csv(str), default=list(DEFAULT_MODELS))
+    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2, 3, 4], help="policy training seeds")
+    p.add_argument("--algos", type=_csv(str), default=None, help="SB3 algorithms (default: the config's, PPO)")
+    p.add_argument("--work", type=Path, default=REPO / "runs" / "transfer", help="sweep stage root (outside git)")
+    p.add_argument("--out", type=Path, default=HERE, help="summary.json, the plot, metrics/ and README.md")
+    p.add_argument("--config", type=Path, default=None, help="base YAML config (default: darla run's defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-ray", action="store_true", help="run the trials one after another")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sys.path.insert(0, str(REPO))
+    return run_study(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

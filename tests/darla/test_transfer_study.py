@@ -1,0 +1,77 @@
+"""The transfer study script (results/transfer/run.py): group statistics over domains, and a tiny
+end-to-end study (pixels + one vision model, two seeds) that writes summary, metrics, plot and table
+and reuses everything on a rerun."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.darla.test_run import TINY
+
+RUN_PY = Path(__file__).resolve().parents[2] / "results" / "transfer" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("transfer_study_run", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _evaluation():
+    """Two seeds × four episodes: source always 1; A-changed 0.5 on average; the hard domain 0."""
+    ones = [[1.0] * 4] * 2
+    return {"source": ["A-default", "B-default"], "target": ["A-changed", "A-third"], "policies": ["p0", "p1"],
+            "episodes": 4,
+            "returns": {"A-default": ones, "B-default": ones, "A-changed": [[1, 0, 1, 0], [1, 1, 0, 0]],
+                        "A-third": [[0.0] * 4] * 2},
+            "summary": {n: {"mean": m, "ci": [m, m], "split": s} for n, m, s in
+                        (("A-default", 1, "source"), ("B-default", 1, "source"), ("A-changed", .5, "target"),
+                         ("A-third", 0, "target"))}}
+
+
+def test_model_row_separates_the_darla_target_from_the_hard_targets(study):
+    row = study.model_row(_evaluation(), n_boot=200)
+    assert row["source"]["mean"] == pytest.approx(1.0) and row["n_seeds"] == 2
+    assert row["target"]["domains"] == ["A-changed"] and row["target"]["mean"] == pytest.approx(0.5)
+    assert row["target"]["ratio"]["mean"] == pytest.approx(0.5)
+    lo, hi = row["target"]["ratio"]["ci"]
+    assert 0.0 <= lo < 0.5 < hi <= 1.0
+    assert row["hard"]["domains"] == ["A-third"] and row["hard"]["ratio"]["mean"] == pytest.approx(0.0)
+
+
+def test_group_estimates_of_unevaluated_domains_is_none(study):
+    assert study.group_estimates(_evaluation(), ["A-third-dim-lowcam"]) is None
+
+
+def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    argv = ["--models", "pixels,vae", "--seeds", "0,1", "--work", str(work), "--out", str(out), "--no-ray",
+            "--no-progress"]
+    for item in TINY:
+        if not item.startswith("vision.model_config"):
+            argv += ["--set", item]
+    argv += ["--set", "env.obs_size=64", "--set", "evaluate.episodes=1"]  # CnnPolicy needs >= 36 px
+    summary = study.main(argv)
+    assert list(summary["models"]) == ["pixels", "vae"]
+    for row in summary["models"].values():
+        assert row["seeds"] == [0, 1] and row["n_seeds"] == 2 and row["steps"] == 256
+        assert np.isfinite(row["source"]["mean"]) and row["target"]["domains"] == ["A-changed"]
+        assert len(row["hard"]["domains"]) >= 3  # the harder shifted targets are evaluated too
+    assert "metrics" not in summary["models"]["pixels"]
+    mig = summary["models"]["vae"]["metrics"]["results"]["mig"]["mig"]
+    assert 0.0 <= mig <= 1.0
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["models"]["vae"]["vision_checkpoint"].endswith("/model") and "compute_seconds" in saved
+    assert saved["command"].startswith("python results/transfer/run.py --models pixels,vae")
+    assert (out / "metric_vs_transfer.png").stat().st_size > 0
+    readme = (out / "README.md").read_text()
+    assert study.TABLE_START in readme and "| vae | 2 |" in readme
+    stamp = (out / "metrics" / "vae.json").stat().st_mtime_ns
+    again = study.main(argv)
+    assert (out / "metrics" / "vae.json").stat().st_mtime_ns == stamp  # same checkpoint: metrics reused
+    assert again["models"]["vae"]["target"]["mean"] == summary["models"]["vae"]["target"]["mean"]
