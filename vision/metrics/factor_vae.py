@@ -101,7 +101,9 @@ def factor_vae_score(dataset, representation: Representation, rng: np.random.Gen
     :param prune_threshold: dimensions whose data std is below this are ignored (0.05)
     :param encode_batch_size: images per ``representation`` call
     :return: ``{"train_accuracy", "eval_accuracy", "num_active_dims"}``. If no dimension is active
-        (e.g. a constant representation) both accuracies are 0.0, documented rather than NaN.
+        (e.g. a constant representation) both accuracies are 0.0, documented rather than NaN. That is
+        below chance (1 / num_factors) on purpose: it is what disentanglement_lib reports for a code
+        with no active dimension, so collapsed models are comparable with published tables.
         Factors with a single value are never the fixed factor.
     """
     check_dataset(dataset)
