@@ -123,6 +123,91 @@ def probe_factors(
             "factors": out}
 
 
+def probe_transfer(
+    source_features: np.ndarray,
+    source_factors: np.ndarray,
+    target_features: np.ndarray,
+    target_factors: np.ndarray,
+    factor_names: Sequence[str],
+    probe: Sequence[str] | None = None,
+    kinds: Mapping[str, str] | Sequence[str] | None = None,
+    seed: int = 0,
+    source_rows: Mapping[str, np.ndarray] | None = None,
+    target_rows: Mapping[str, np.ndarray] | None = None,
+) -> dict:
+    """Does what a linear read-out learns on source frames still hold on target frames?
+
+    A representation-level version of zero-shot transfer, with no RL: for each factor in ``probe``, fit
+    the probe of :func:`probe_factors` on *all* (visible) source rows and score it on the target rows,
+    next to its held-out score within the source. A policy on frozen features can act on a factor in a
+    new domain only if the features still say the same thing about it there; a factor whose target score
+    falls to chance while its source score is high is where transfer breaks.
+
+    :param source_features, target_features: ``(N_s, D)``, ``(N_t, D)`` features of the two frame sets
+    :param source_factors, target_factors: ``(N_s, F)``, ``(N_t, F)`` factor values, columns = ``factor_names``
+    :param probe: the factor names to probe (default: those matching :data:`DEFAULT_TASK_PATTERNS`)
+    :param source_rows, target_rows: optional visibility masks by factor name, as in :func:`probe_factors`
+    :return: ``{"factors": {name: {"kind", "metric", "source": {score, chance, normalized},
+        "target": {score, chance, normalized}, "rows": [n_source, n_target]}}, "mean_normalized":
+        {"source", "target"}}``; chance on the target is the training (source) majority value's frequency
+        there (accuracy; 1 / number of source values when the target holds a single value, as the pair does
+        in ``A-changed``) or 0 (R² against the target mean).
+    """
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.preprocessing import StandardScaler
+
+    fs, ft = np.asarray(source_features, np.float64), np.asarray(target_features, np.float64)
+    ys, yt = np.asarray(source_factors, np.float64), np.asarray(target_factors, np.float64)
+    if fs.ndim != 2 or ft.ndim != 2 or fs.shape[1] != ft.shape[1]:
+        raise ValueError(f"probe_transfer expects (N, D) source and target features of the same D, got "
+                         f"{fs.shape} and {ft.shape}")
+    if ys.shape != (fs.shape[0], len(factor_names)) or yt.shape != (ft.shape[0], len(factor_names)):
+        raise ValueError(f"factors must be (N, {len(factor_names)}) for {list(factor_names)} and match the features' "
+                         f"rows, got source {ys.shape} and target {yt.shape}")
+    names = list(probe) if probe is not None else select_task_factors(factor_names)
+    missing = [n for n in names if n not in factor_names]
+    if missing:
+        raise ValueError(f"factor(s) {missing} to probe are not in the data; valid: {', '.join(factor_names)}")
+    within = probe_factors(fs, ys, factor_names, kinds=kinds, seed=seed, rows=source_rows)["factors"]
+    kinds_by_name = _kinds_by_name(kinds, factor_names)
+    scaler = StandardScaler().fit(fs)
+    xs, xt = np.nan_to_num(scaler.transform(fs)), np.nan_to_num(scaler.transform(ft))
+    out: dict[str, dict] = {}
+    for name in names:
+        j = list(factor_names).index(name)
+        ms = np.ones(len(fs), bool) if not source_rows or name not in source_rows else np.asarray(source_rows[name], bool)
+        mt = np.ones(len(ft), bool) if not target_rows or name not in target_rows else np.asarray(target_rows[name], bool)
+        kind = kinds_by_name.get(name) or infer_kind(ys[ms, j])
+        w = within[name]
+        entry = {"kind": kind, "metric": w["metric"], "rows": [int(ms.sum()), int(mt.sum())],
+                 "source": {k: w[k] for k in ("score", "chance", "normalized")}}
+        if kind == "constant" or mt.sum() < 2 or np.unique(ys[ms, j]).size < 2:
+            entry["target"] = {"score": math.nan, "chance": math.nan, "normalized": math.nan}
+        elif kind == "discrete":
+            labels_s, labels_t = ys[ms, j].astype(np.int64), yt[mt, j].astype(np.int64)
+            clf = LogisticRegression(max_iter=1000, random_state=seed).fit(xs[ms], labels_s)
+            score = float(np.mean(clf.predict(xt[mt]) == labels_t))
+            values, counts = np.unique(labels_s, return_counts=True)
+            if np.unique(labels_t).size > 1:
+                chance = float(np.mean(labels_t == values[np.argmax(counts)]))
+            else:  # one value in the target (e.g. the pair in A-changed): a majority guess says nothing; use uniform
+                chance = 1.0 / values.size
+            entry["target"] = {"score": score, "chance": chance, "normalized": _normalize(score, chance)}
+        else:
+            reg = Ridge(alpha=1.0, random_state=seed).fit(xs[ms], ys[ms, j])
+            score = float(r2_score(yt[mt, j], reg.predict(xt[mt])))
+            entry["target"] = {"score": score, "chance": 0.0, "normalized": score}
+        out[name] = entry
+
+    def mean_of(side: str) -> float:
+        vals = [e[side]["normalized"] for e in out.values() if math.isfinite(e[side]["normalized"])]
+        return float(np.mean(vals)) if vals else math.nan
+
+    return {"factors": out, "mean_normalized": {"source": mean_of("source"), "target": mean_of("target")},
+            "n_source": int(len(fs)), "n_target": int(len(ft))}
+
+
 def select_task_factors(factor_names: Sequence[str], patterns: Sequence[str] = DEFAULT_TASK_PATTERNS) -> list[str]:
     """Names among ``factor_names`` containing one of ``patterns`` (case-insensitive)."""
     return [n for n in factor_names if any(p.lower() in n.lower() for p in patterns)]

@@ -133,3 +133,60 @@ def test_a_factor_with_one_value_in_the_held_out_rows_is_not_judged():
     bad = {**entry, "chance": 0.5, "score": 0.5}
     assert task_factors_recoverable({"factors": {"side": entry}}, required=["side"])[0]
     assert not task_factors_recoverable({"factors": {"side": bad}}, required=["side"])[0]
+
+
+# -- probe_transfer ---------------------------------------------------------------------------------
+def _domain(n, rng, room):
+    """Frames of one room: good_side ∈ {0, 1}, good_angle ∈ [-0.5, 0.5], and the room id."""
+    side = rng.integers(0, 2, n)
+    angle = rng.uniform(-0.5, 0.5, n)
+    return np.stack([side, angle, np.full(n, room)], axis=1).astype(float)
+
+
+def test_probe_transfer_keeps_scores_when_features_ignore_the_room():
+    from vision.probe import probe_transfer
+
+    rng = np.random.default_rng(0)
+    src, tgt = _domain(400, rng, 0), _domain(200, rng, 1)
+    feats = lambda f: np.c_[f[:, :2] + rng.normal(0, 0.05, (len(f), 2)), f[:, 2]]  # noqa: E731
+    out = probe_transfer(feats(src), src, feats(tgt), tgt, ["good_side", "good_angle", "room"],
+                         probe=["good_side", "good_angle"])
+    for name in ("good_side", "good_angle"):
+        assert out["factors"][name]["source"]["normalized"] > 0.9
+        assert out["factors"][name]["target"]["normalized"] > 0.9
+    assert out["mean_normalized"]["target"] > 0.9 and out["factors"]["good_side"]["rows"] == [400, 200]
+
+
+def test_probe_transfer_exposes_a_code_that_the_room_rewrites():
+    from vision.probe import probe_transfer
+
+    rng = np.random.default_rng(1)
+    src, tgt = _domain(400, rng, 0), _domain(200, rng, 1)
+    # The side is encoded with the opposite sign in the unseen room: perfect within the source, wrong after.
+    feats = lambda f: np.c_[np.where(f[:, 2] == 0, 1.0, -1.0) * (2 * f[:, 0] - 1), f[:, 1]]  # noqa: E731
+    out = probe_transfer(feats(src), src, feats(tgt), tgt, ["good_side", "good_angle", "room"], probe=["good_side"])
+    side = out["factors"]["good_side"]
+    assert side["source"]["score"] == 1.0 and side["target"]["score"] == 0.0 and side["target"]["normalized"] < 0
+
+
+def test_probe_transfer_errors_name_the_problem():
+    from vision.probe import probe_transfer
+
+    rng = np.random.default_rng(2)
+    src = _domain(50, rng, 0)
+    with pytest.raises(ValueError, match="same D"):
+        probe_transfer(src, src, src[:, :2], src, ["good_side", "good_angle", "room"])
+    with pytest.raises(ValueError, match=r"\['pair'\] to probe are not in the data"):
+        probe_transfer(src, src, src, src, ["good_side", "good_angle", "room"], probe=["pair"])
+
+
+def test_probe_transfer_single_valued_target_factor_is_scored_against_a_uniform_guess():
+    from vision.probe import probe_transfer
+
+    rng = np.random.default_rng(3)
+    src = np.c_[rng.integers(0, 2, 300), rng.uniform(size=300)].astype(float)  # pair ∈ {A, B} in the source
+    tgt = np.c_[np.zeros(100), rng.uniform(size=100)]  # only pair A in the target
+    right = probe_transfer(src[:, :1], src, tgt[:, :1], tgt, ["pair", "x"], probe=["pair"])["factors"]["pair"]
+    assert right["target"] == {"score": 1.0, "chance": 0.5, "normalized": 1.0}
+    wrong = probe_transfer(src[:, :1], src, 1 - tgt[:, :1], tgt, ["pair", "x"], probe=["pair"])["factors"]["pair"]
+    assert wrong["target"]["score"] == 0.0 and wrong["target"]["normalized"] == -1.0
