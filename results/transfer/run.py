@@ -6,7 +6,9 @@ metrics of each vision on ``seekavoid-factors``, and the tables and plot of ``RE
    then evaluates each model's policies together in the base config's domains (default here: source,
    target and the harder shifted targets, 40 paired episodes each). Resumable: rerun the same command.
 2. Each vision checkpoint is scored with the supervised metrics (``darla metrics --fast`` settings) on
-   ``seekavoid-factors``; the JSONs go to ``--out/metrics/`` and are reused while the checkpoint is the same.
+   ``seekavoid-factors`` (``--out/metrics/``), and with :func:`vision.probe.probe_transfer`: linear probes of
+   the task factors fit on 4,000 of its stage-1 frames and scored on 4,000 random-policy frames of
+   ``A-changed`` and of the hard targets (``--out/probe/``). Both are reused while the checkpoint is the same.
 3. ``--out/summary.json``: per vision model (``pixels`` included) the source return, the DARLA target
    (``A-changed``), the mean over the harder shifted targets, their target/source ratios, all with 95%
    stratified-bootstrap CIs over seeds × episodes, plus seeds, steps and metrics; ``metric_vs_transfer.png``;
@@ -110,6 +112,51 @@ def vision_metrics(checkpoint: Path, out_json: Path, grid_cache: Path, seed: int
     return record
 
 
+def probe_frames(work: Path, name: str, domains: str, obs_size: int, frames: int = 4000, seed: int = 777):
+    """Frames of ``domains`` (target domains allowed: analysis data, never trained on) for the probes."""
+    from envs.collect import collect_frames
+    from envs.frames import FrameDataset
+
+    out = collect_frames(work / "probe-frames" / name, frames=frames, split=domains, workers=1, seed=seed,
+                         obs_size=obs_size, allow_target=True, progress=False)
+    return FrameDataset(out)
+
+
+def _encode(model, frames: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    from darla.metrics import representation_of
+
+    return representation_of(model, batch_size=batch_size)(np.asarray(frames))
+
+
+def vision_probe_transfer(checkpoint: Path, source, targets: dict, out_json: Path, seed: int = 0,
+                          source_rows: int = 4000) -> dict:
+    """:func:`vision.probe.probe_transfer` of the task factors: probes fit on ``source_rows`` stage-1
+    frames, scored on each target frame set; reused while ``out_json`` names the same checkpoint."""
+    import vision
+    from envs.seekavoid import TASK_FACTORS
+    from vision.probe import probe_transfer
+
+    rel = _relative(checkpoint)
+    if out_json.exists():
+        record = json.loads(out_json.read_text())
+        if record.get("checkpoint") == rel and set(record.get("targets", {})) == set(targets):
+            return record
+    model = vision.load(checkpoint)
+    idx = np.sort(np.random.default_rng(seed).choice(len(source), min(source_rows, len(source)), replace=False))
+    src_factors = np.asarray(source.factors)[idx]
+    src_rows = {k: v[idx] for k, v in source.probe_rows().items()}
+    src_feats = _encode(model, source.frames[idx])
+    names = list(source.factor_names)
+    record = {"checkpoint": rel, "factors": list(TASK_FACTORS), "source_rows": int(len(idx)), "targets": {}}
+    for label, data in targets.items():
+        result = probe_transfer(src_feats, src_factors, _encode(model, data.frames[:]), np.asarray(data.factors), names,
+                                probe=list(TASK_FACTORS), seed=seed, source_rows=src_rows,
+                                target_rows=data.probe_rows())
+        record["targets"][label] = result
+    _write_json(out_json, record)
+    return record
+
+
 def metric_value(record: dict | None, metric: str, key: str) -> float | None:
     if not record:
         return None
@@ -143,13 +190,16 @@ def _est(e: dict | None, key: str = "mean", ci: str = "ci") -> str:
 def markdown_table(summary: dict) -> str:
     """The study's main table: one row per vision model."""
     head = ["vision", "seeds", "source", f"target ({DARLA_TARGET})", "target/source", "hard targets",
-            "hard/source"] + [label for _, _, label in METRICS]
+            "hard/source"] + [label for _, _, label in METRICS] + ["probe source", f"probe {DARLA_TARGET}", "probe hard"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, row in summary["models"].items():
         cells = [model, str(row["n_seeds"]), _est(row["source"]), _est(row["target"]),
                  _est((row["target"] or {}).get("ratio")), _est(row["hard"]), _est((row["hard"] or {}).get("ratio"))]
         for metric, key, _ in METRICS:
             v = metric_value(row.get("metrics"), metric, key)
+            cells.append("–" if v is None else f"{v:.2f}")
+        for side, target in (("source", DARLA_TARGET), ("target", DARLA_TARGET), ("target", "hard")):
+            v = probe_value(row.get("probe_transfer"), target, side)
             cells.append("–" if v is None else f"{v:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Per domain (mean return over seeds × episodes):", ""]
@@ -159,6 +209,14 @@ def markdown_table(summary: dict) -> str:
         lines.append(f"| {model} | " + " | ".join(f"{row['per_domain'][d]['mean']:.2f}"
                                                  if d in row["per_domain"] else "–" for d in domains) + " |")
     return "\n".join(lines) + "\n"
+
+
+def probe_value(record: dict | None, target: str, side: str) -> float | None:
+    """Mean normalised task-factor probe score (``side`` = source held-out or target) of one target set."""
+    if not record or target not in record.get("targets", {}):
+        return None
+    v = record["targets"][target]["mean_normalized"][side]
+    return None if v is None or not np.isfinite(v) else float(v)
 
 
 def rank_correlations(summary: dict) -> dict:
@@ -252,6 +310,7 @@ def run_study(args: argparse.Namespace) -> dict:
                                          use_ray=False if args.no_ray else None,
                                          progress=args.progress).read_text())
     metrics_dir = args.out / "metrics"
+    probe_targets = None
     rows = {}
     for key, entry in sweep_summary["results"].items():
         model = entry["model"]
@@ -264,6 +323,15 @@ def run_study(args: argparse.Namespace) -> dict:
             row["vision_checkpoint"] = _relative(trained["vision_dir"] / "model")
             row["metrics"] = vision_metrics(trained["vision_dir"] / "model", metrics_dir / f"{model}.json",
                                             args.work / "seekavoid-factors-grid.npy", seed=base.seed)
+            if probe_targets is None:
+                probe_targets = {t: probe_frames(args.work, t, t, base.env.obs_size, frames=args.probe_frames)
+                                 for t in (DARLA_TARGET, "hard")}
+            from envs.frames import FrameDataset
+
+            row["probe_transfer"] = vision_probe_transfer(trained["vision_dir"] / "model",
+                                                          FrameDataset(trained["data_dir"] / "data"), probe_targets,
+                                                          args.out / "probe" / f"{model}.json", seed=base.seed,
+                                                          source_rows=args.probe_frames)
         rows[model if len(args.algos or [None]) <= 1 else key] = row
     summary = {
         "command": "python results/transfer/run.py " + " ".join(shlex.quote(a) for a in args.argv),
@@ -294,6 +362,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=HERE, help="summary.json, the plot, metrics/ and README.md")
     p.add_argument("--config", type=Path, default=None, help="base YAML config (default: darla run's defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--probe-frames", type=int, default=4000,
+                   help="frames per frame set (source, A-changed, hard) for the probe-transfer check")
     p.add_argument("--no-ray", action="store_true", help="run the trials one after another")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)

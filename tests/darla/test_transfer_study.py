@@ -51,7 +51,7 @@ def test_group_estimates_of_unevaluated_domains_is_none(study):
 def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["--models", "pixels,vae", "--seeds", "0,1", "--work", str(work), "--out", str(out), "--no-ray",
-            "--no-progress"]
+            "--no-progress", "--probe-frames", "200"]
     for item in TINY:
         if not item.startswith("vision.model_config"):
             argv += ["--set", item]
@@ -65,13 +65,16 @@ def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study,
     assert "metrics" not in summary["models"]["pixels"]
     mig = summary["models"]["vae"]["metrics"]["results"]["mig"]["mig"]
     assert 0.0 <= mig <= 1.0
+    probe = summary["models"]["vae"]["probe_transfer"]
+    assert set(probe["targets"]) == {"A-changed", "hard"} and probe["source_rows"] == 200
+    assert set(probe["targets"]["A-changed"]["factors"]) == {"pair", "good_side", "good_angle", "bad_angle"}
     saved = json.loads((out / "summary.json").read_text())
     assert saved["models"]["vae"]["vision_checkpoint"].endswith("/model") and "compute_seconds" in saved
     assert saved["command"].startswith("python results/transfer/run.py --models pixels,vae")
     assert (out / "metric_vs_transfer.png").stat().st_size > 0
     readme = (out / "README.md").read_text()
     assert study.TABLE_START in readme and "| vae | 2 |" in readme
-    stamp = (out / "metrics" / "vae.json").stat().st_mtime_ns
+    stamps = [(out / d / "vae.json").stat().st_mtime_ns for d in ("metrics", "probe")]
     again = study.main(argv)
-    assert (out / "metrics" / "vae.json").stat().st_mtime_ns == stamp  # same checkpoint: metrics reused
+    assert [(out / d / "vae.json").stat().st_mtime_ns for d in ("metrics", "probe")] == stamps  # reused
     assert again["models"]["vae"]["target"]["mean"] == summary["models"]["vae"]["target"]["mean"]
