@@ -27,6 +27,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set policy.steps=50000 (repeatable)")
     p.add_argument("--out", type=Path, default=Path("runs/default"), help="run directory (default: runs/default)")
+    p.add_argument("--stage-root", type=Path, default=None,
+                   help="where the stages live (default: OUT/stages); runs and sweeps that share one reuse every "
+                   "stage with the same config, e.g. `darla sweep --out S` and `darla run --stage-root S/stages`")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

@@ -17,7 +17,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_config(config), end="")
         return 0
-    report = run_pipeline(config, args.out, progress=not args.quiet)
+    report = run_pipeline(config, args.out, progress=not args.quiet, stage_root=args.stage_root)
     from darla.report import format_estimate
 
     summary = json.loads((report.parent / "summary.json").read_text())

@@ -56,6 +56,19 @@ def test_sequential_sweep_shares_data_and_vision_and_summarises_per_model(tmp_pa
     before = sorted(p.name for p in (tmp_path / "stages").iterdir())
     run_sweep(_tiny_base(), tmp_path, models=["ae", "vae"], seeds=[0, 1], use_ray=False, progress=False)
     assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == before
+    # `darla run` on the sweep's stages reproduces one model's row from them, training nothing.
+    from darla.cli import main
+
+    args = ["-q", "run", "--out", str(tmp_path / "vae-run"), "--stage-root", str(tmp_path / "stages"),
+            "--set", "vision.model=vae", "--set", "policy.seeds=[0, 1]"]
+    for item in TINY:
+        if not item.startswith("vision.model_config"):
+            args += ["--set", item]
+    assert main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == before
+    run_summary = json.loads((tmp_path / "vae-run" / "summary.json").read_text())
+    assert run_summary["source"]["mean"] == summary["results"]["vae/ppo"]["source"]["mean"]
+    assert (tmp_path / "vae-run" / "report.md").exists() and not (tmp_path / "vae-run" / "stages").exists()
 
 
 def test_empty_seed_list_is_a_clear_error(tmp_path, capsys):
