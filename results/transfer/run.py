@@ -290,6 +290,26 @@ def rewrite_table_section(readme: Path, table: str) -> None:
 
 
 # -- the study -----------------------------------------------------------------------------------------
+def copy_artifacts(row: dict, dest: Path, vision_dir: Path | None, policy_dirs: list[Path]) -> list[str]:
+    """Copy what a reader wants to see of one model next to the summary: the evaluation table, JSON and
+    plot, the vision model's traversal / probe table / SCAN demo, and each seed's learning curve."""
+    import shutil
+
+    eval_dir = REPO / row["evaluation"] if not Path(row["evaluation"]).is_absolute() else Path(row["evaluation"])
+    wanted = [(eval_dir / n, n) for n in ("evaluation.md", "evaluation.json", "transfer.png")]
+    if vision_dir is not None:
+        wanted += [(vision_dir / n, n) for n in ("traversal.png", "traversal.md", "scan_demo.png")]
+        wanted += [(vision_dir / "probe.md", "vision_probe.md")]
+    wanted += [(Path(d) / "learning_curve.csv", f"learning_curve_s{s}.csv") for d, s in zip(policy_dirs, row["seeds"])]
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for src, name in wanted:
+        if src.exists():
+            shutil.copyfile(src, dest / name)
+            copied.append(name)
+    return copied
+
+
 def stage_seconds(stage_root: Path) -> dict:
     """Wall-clock seconds recorded by every finished stage under ``stage_root``, by stage kind."""
     totals: dict[str, float] = {}
@@ -317,9 +337,11 @@ def run_study(args: argparse.Namespace) -> dict:
         evaluation = json.loads((Path(entry["evaluation"]) / "evaluation.json").read_text())
         row = {"model": model, "algo": entry["algo"], "seeds": entry["seeds"], "steps": entry["steps"],
                "evaluation": _relative(Path(entry["evaluation"])), **model_row(evaluation)}
+        config = trial_config(base, Trial(model, entry["seeds"][0], entry["algo"]))
+        config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, seeds=entry["seeds"]))
+        trained = train_stages(config, args.work / "stages", progress=False)  # all reused
+        row["files"] = copy_artifacts(row, args.out / model, trained["vision_dir"], trained["policy_dirs"])
         if model != PIXELS:
-            config = trial_config(base, Trial(model, entry["seeds"][0], entry["algo"]))
-            trained = train_stages(config, args.work / "stages", progress=False)  # all reused
             row["vision_checkpoint"] = _relative(trained["vision_dir"] / "model")
             row["metrics"] = vision_metrics(trained["vision_dir"] / "model", metrics_dir / f"{model}.json",
                                             args.work / "seekavoid-factors-grid.npy", seed=base.seed)

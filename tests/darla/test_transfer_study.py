@@ -72,6 +72,11 @@ def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study,
     assert saved["models"]["vae"]["vision_checkpoint"].endswith("/model") and "compute_seconds" in saved
     assert saved["command"].startswith("python results/transfer/run.py --models pixels,vae")
     assert (out / "metric_vs_transfer.png").stat().st_size > 0
+    for model in ("pixels", "vae"):  # per-model evidence next to the summary
+        files = saved["models"][model]["files"]
+        assert {"evaluation.md", "evaluation.json", "learning_curve_s0.csv", "learning_curve_s1.csv"} <= set(files)
+        assert all((out / model / f).exists() for f in files)
+    assert "traversal.png" in saved["models"]["vae"]["files"]
     readme = (out / "README.md").read_text()
     assert study.TABLE_START in readme and "| vae | 2 |" in readme
     stamps = [(out / d / "vae.json").stat().st_mtime_ns for d in ("metrics", "probe")]
