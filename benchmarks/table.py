@@ -12,6 +12,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from darla.report import replace_marked_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- benchmarks -->", "<!-- /benchmarks -->"
@@ -59,9 +62,7 @@ def main() -> None:
     text = readme.read_text()
     if START not in text or END not in text:
         sys.exit(f"README.md lacks the {START} … {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{START}\n{table()}\n{END}{tail}"
+    new = replace_marked_section(text, START, END, table())
     if args.check:
         sys.exit(0 if new == text else 1)
     readme.write_text(new)

@@ -91,6 +91,24 @@ def _render(run_dir: Path, inputs: dict[str, Any]) -> Path:
     return out
 
 
+def replace_marked_section(text: str, start: str, end: str, block: str) -> str:
+    """``text`` with what lies between the ``start`` and ``end`` marker lines replaced by ``block``; the
+    markers and everything around them are kept. Without the markers, they and the block are appended."""
+    section = f"{start}\n{block.rstrip()}\n{end}"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        return before + section + rest.split(end, 1)[1]
+    return text.rstrip() + "\n\n" + section + "\n"
+
+
+def rewrite_marked_section(path: str | Path, start: str, end: str, block: str, default: str = "") -> Path:
+    """:func:`replace_marked_section` on the file ``path`` (``default`` if it does not exist), atomically."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else default
+    atomic_write_bytes(path, replace_marked_section(text, start, end, block).encode())
+    return path
+
+
 def headline(evaluation: dict[str, Any]) -> dict[str, Any]:
     """Source, target and ratio (mean and CI) from an ``evaluation.json``."""
     overall = evaluation.get("overall", {})

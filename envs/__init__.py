@@ -13,7 +13,8 @@ os.environ.setdefault("PYGLET_HEADLESS", "1")
 import gymnasium  # noqa: E402
 
 from envs.factors import (  # noqa: E402
-    FactorDataset, GridFactorDataset, factor_dataset, grid_dataset, list_factor_datasets, register_factor_dataset,
+    FactorDataset, GridFactorDataset, factor_dataset, grid_dataset, list_factor_datasets,  # noqa: F401
+    register_factor_dataset,  # noqa: F401
 )
 
 if "darla/SeekAvoid-v0" not in gymnasium.registry:

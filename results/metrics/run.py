@@ -25,7 +25,6 @@ identical bytes give identical deterministic features).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -310,17 +309,9 @@ def markdown_tables(summary: dict) -> str:
 def rewrite_table_section(readme: Path, table: str) -> None:
     """Replace the text between :data:`TABLE_START` and :data:`TABLE_END` in ``readme`` (appending the
     markers if missing), atomically."""
-    from vision.checkpoint import atomic_write_bytes
+    from darla.report import rewrite_marked_section
 
-    text = readme.read_text() if readme.exists() else "# Disentanglement metrics\n"
-    block = f"{TABLE_START}\n{table.rstrip()}\n{TABLE_END}"
-    if TABLE_START in text and TABLE_END in text:
-        before, rest = text.split(TABLE_START, 1)
-        after = rest.split(TABLE_END, 1)[1]
-        text = before + block + after
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    atomic_write_bytes(readme, text.encode())
+    rewrite_marked_section(readme, TABLE_START, TABLE_END, table, default="# Disentanglement metrics\n")
 
 
 # -- command line ----------------------------------------------------------------------------------

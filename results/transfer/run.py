@@ -277,16 +277,11 @@ def metric_vs_transfer_png(summary: dict, path: Path) -> Path:
 
 
 def rewrite_table_section(readme: Path, table: str) -> None:
-    from vision.checkpoint import atomic_write_bytes
+    """Replace the text between :data:`TABLE_START` and :data:`TABLE_END` in ``readme`` (appending the
+    markers if missing), atomically."""
+    from darla.report import rewrite_marked_section
 
-    text = readme.read_text() if readme.exists() else "# Transfer study\n"
-    block = f"{TABLE_START}\n{table.rstrip()}\n{TABLE_END}"
-    if TABLE_START in text and TABLE_END in text:
-        before, rest = text.split(TABLE_START, 1)
-        text = before + block + rest.split(TABLE_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    atomic_write_bytes(readme, text.encode())
+    rewrite_marked_section(readme, TABLE_START, TABLE_END, table, default="# Transfer study\n")
 
 
 # -- the study -----------------------------------------------------------------------------------------

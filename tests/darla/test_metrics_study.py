@@ -2,14 +2,13 @@
 end-to-end run that resumes. (Its grid dataset and memoised encoder are library code, tested in
 tests/envs/test_factors.py and tests/darla/test_metrics_grid.py.)"""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.scripts import load_script
 
-RUN_PY = Path(__file__).resolve().parents[2] / "results" / "metrics" / "run.py"
+
 TINY_PARAMS = {
     "beta_vae": {"batch_size": 8, "num_train": 10, "num_eval": 5},
     "factor_vae": {"batch_size": 8, "num_train": 10, "num_eval": 5, "num_variance_estimate": 100},
@@ -21,10 +20,7 @@ TINY_PARAMS = {
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("metrics_study_run", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("results/metrics/run.py", "metrics_study_run")
 
 
 def test_rewrite_table_section_replaces_only_the_marked_block(study, tmp_path):

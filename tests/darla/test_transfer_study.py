@@ -2,24 +2,20 @@
 end-to-end study (pixels + one vision model, two seeds) that writes summary, metrics, plot and table
 and reuses everything on a rerun."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.scripts import load_script
+
 from tests.darla.test_run import TINY
 
-RUN_PY = Path(__file__).resolve().parents[2] / "results" / "transfer" / "run.py"
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("transfer_study_run", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("results/transfer/run.py", "transfer_study_run")
 
 
 def _evaluation():
