@@ -381,21 +381,11 @@ def load_domains_yaml(path: str | Path) -> list[Domain]:
 
 def dump_domains_yaml(domains: Iterable[Domain], path: str | Path) -> None:
     """Write ``domains`` to ``path`` in the schema :func:`load_domains_yaml` reads (atomic write)."""
-    import os
-    import tempfile
-
     import yaml
 
-    text = yaml.safe_dump([get_domain(d).to_dict() for d in domains], sort_keys=False)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from envs.collect import _atomic_write_text
+
+    _atomic_write_text(Path(path), yaml.safe_dump([get_domain(d).to_dict() for d in domains], sort_keys=False))
 
 
 __all__ = [

@@ -29,11 +29,26 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupt or does not match its config."""
 
 
+def _mkstemp(directory: Path, name: str) -> tuple[int, str]:
+    """A temp file ``.name.XXXX.tmp`` in ``directory`` with the permissions of a normally created file
+    (``mkstemp`` makes 0600, which would leave reports and checkpoints readable by their owner only)."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    os.fchmod(fd, _file_mode())
+    return fd, tmp
+
+
+def _file_mode() -> int:
+    """0o666 minus the process umask: the mode ``open()`` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -54,10 +69,11 @@ def save(model: VisionModel, path: str | os.PathLike, extra: dict[str, Any] | No
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{WEIGHTS}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path, WEIGHTS)
     os.close(fd)
     try:
-        save_file(state, tmp)
+        save_file(state, tmp)  # replaces the temp file, so its mode is set again
+        os.chmod(tmp, _file_mode())
         digest = _sha256(Path(tmp))
         os.replace(tmp, path / WEIGHTS)
     except BaseException:

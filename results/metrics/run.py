@@ -183,9 +183,12 @@ def train_and_score(args: argparse.Namespace, dataset: str, data, images: np.nda
     path = result_path(args.out, dataset, model_name, seed)
     if path.exists():
         record = json.loads(path.read_text())
-        if record.get("settings") == json.loads(json.dumps(settings)):
+        ckpt = Path(record.get("checkpoint", ""))
+        ckpt = ckpt if ckpt.is_absolute() else REPO / ckpt
+        if record.get("settings") == json.loads(json.dumps(settings)) and ckpt.exists():
             log.info("%s: finished earlier, reusing", path.name)
             return record
+        # other settings, or the checkpoint is gone (UDR reloads every seed's model): train and score again
     work = args.work / dataset / model_name / f"seed{seed}"
     timing_file = work / "train_seconds.json"
     start = time.perf_counter()

@@ -82,3 +82,19 @@ def test_unknown_model_name_lists_valid_ones():
 
 def test_all_my_models_are_registered():
     assert set(MINE) <= set(vision.list_models())
+
+
+def test_written_files_get_normal_permissions_not_mkstemps_0600(tmp_path):
+    import os
+
+    from vision.checkpoint import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "report.md", b"hello")
+        vision.save(vision.make("vae", image_size=32, channels=3, latents=2), tmp_path / "model")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.md").read_bytes() == b"hello"
+    for f in (tmp_path / "report.md", *(tmp_path / "model").iterdir()):
+        assert f.stat().st_mode & 0o777 == 0o644, f
