@@ -8,7 +8,7 @@ import torch
 import vision
 from tests.vision.conftest import squares_batch
 from vision.models.beta_tcvae import kl_decomposition, log_aggregate_posterior, log_importance_weights
-from vision.nets import log_normal_density, reparameterize
+from vision.nets import log_normal_density
 
 
 def _posteriors(b: int, d: int, seed: int = 0, correlated: bool = False):
