@@ -206,14 +206,14 @@ def zero_shot_evaluate(
 
 
 # -- writers ---------------------------------------------------------------------------------------
-def _clean(x: Any) -> Any:
+def strict_json(x: Any) -> Any:
     """NaN/inf -> None so the JSON is strict."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: strict_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [strict_json(v) for v in x]
     return x
 
 
@@ -284,7 +284,7 @@ def write_evaluation(result: dict[str, Any], out_dir: str | os.PathLike) -> Path
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "evaluation.json", json.dumps(_clean(result), indent=2).encode())
+    atomic_write_bytes(out / "evaluation.json", json.dumps(strict_json(result), indent=2).encode())
     header = (f"Zero-shot evaluation: {len(result['policies'])} policy seed(s) × {result['episodes']} episodes per "
               f"domain, episode seeds {result['seed']}…{result['seed'] + result['episodes'] - 1} in every domain"
               f"{'' if result['deterministic'] else ' (stochastic actions)'}.\n\n")

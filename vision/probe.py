@@ -149,7 +149,7 @@ def probe_transfer(
     :param source_rows, target_rows: optional visibility masks by factor name, as in :func:`probe_factors`
     :return: ``{"factors": {name: {"kind", "metric", "source": {score, chance, normalized},
         "target": {score, chance, normalized}, "rows": [n_source, n_target]}}, "mean_normalized":
-        {"source", "target"}}``; chance on the target is the training (source) majority value's frequency
+        {"source", "target"}}`` (both means over the factors scored on both sides); chance on the target is the training (source) majority value's frequency
         there (accuracy; 1 / number of source values when the target holds a single value, as the pair does
         in ``A-changed``) or 0 (R² against the target mean).
     """
@@ -170,7 +170,6 @@ def probe_transfer(
     if missing:
         raise ValueError(f"factor(s) {missing} to probe are not in the data; valid: {', '.join(factor_names)}")
     within = probe_factors(fs, ys, factor_names, kinds=kinds, seed=seed, rows=source_rows)["factors"]
-    kinds_by_name = _kinds_by_name(kinds, factor_names)
     scaler = StandardScaler().fit(fs)
     xs, xt = np.nan_to_num(scaler.transform(fs)), np.nan_to_num(scaler.transform(ft))
     out: dict[str, dict] = {}
@@ -178,8 +177,8 @@ def probe_transfer(
         j = list(factor_names).index(name)
         ms = np.ones(len(fs), bool) if not source_rows or name not in source_rows else np.asarray(source_rows[name], bool)
         mt = np.ones(len(ft), bool) if not target_rows or name not in target_rows else np.asarray(target_rows[name], bool)
-        kind = kinds_by_name.get(name) or infer_kind(ys[ms, j])
         w = within[name]
+        kind = w["kind"]  # as probe_factors judged it (over all source rows), so metric and scoring agree
         entry = {"kind": kind, "metric": w["metric"], "rows": [int(ms.sum()), int(mt.sum())],
                  "source": {k: w[k] for k in ("score", "chance", "normalized")}}
         if kind == "constant" or mt.sum() < 2 or np.unique(ys[ms, j]).size < 2:
@@ -200,9 +199,11 @@ def probe_transfer(
             entry["target"] = {"score": score, "chance": 0.0, "normalized": score}
         out[name] = entry
 
+    # over the factors scored on both sides, so the two means are comparable
+    both = [e for e in out.values() if math.isfinite(e["source"]["normalized"]) and math.isfinite(e["target"]["normalized"])]
+
     def mean_of(side: str) -> float:
-        vals = [e[side]["normalized"] for e in out.values() if math.isfinite(e[side]["normalized"])]
-        return float(np.mean(vals)) if vals else math.nan
+        return float(np.mean([e[side]["normalized"] for e in both])) if both else math.nan
 
     return {"factors": out, "mean_normalized": {"source": mean_of("source"), "target": mean_of("target")},
             "n_source": int(len(fs)), "n_target": int(len(ft))}

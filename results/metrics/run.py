@@ -128,7 +128,8 @@ def run_settings(args: argparse.Namespace, dataset: str, model: str, seed: int, 
         from vision.nets import conv_channels
 
         config["dae_layer"] = min(4, len(conv_channels(args.image_size)))
-    return {"dataset": dataset, "model": model, "seed": seed, "steps": steps_for(args, dataset),
+    return {"dataset": dataset, "model": model, "seed": seed, "image_size": args.image_size,
+            "steps": steps_for(args, dataset),
             "batch_size": args.batch_size, "lr": args.lr, "images": num_images, "config": config,
             "dae_steps": args.dae_steps if model == "beta_vae_dae" else None,
             "fast": args.fast, "metric_params": args.metric_params, "metric_seed": seed}
@@ -183,12 +184,11 @@ def train_and_score(args: argparse.Namespace, dataset: str, data, images: np.nda
     path = result_path(args.out, dataset, model_name, seed)
     if path.exists():
         record = json.loads(path.read_text())
-        ckpt = Path(record.get("checkpoint", ""))
-        ckpt = ckpt if ckpt.is_absolute() else REPO / ckpt
-        if record.get("settings") == json.loads(json.dumps(settings)) and ckpt.exists():
+        if _same_settings(record.get("settings", {}), settings) and _checkpoint_matches(record, settings):
             log.info("%s: finished earlier, reusing", path.name)
             return record
-        # other settings, or the checkpoint is gone (UDR reloads every seed's model): train and score again
+        # other settings, or the checkpoint is gone or was trained on by another run sharing --work (UDR
+        # reloads every seed's model): train and score again
     work = args.work / dataset / model_name / f"seed{seed}"
     timing_file = work / "train_seconds.json"
     start = time.perf_counter()
@@ -223,6 +223,25 @@ def train_and_score(args: argparse.Namespace, dataset: str, data, images: np.nda
     write_json(path, record)
     log.info("%s: train %.0f s, metrics %.0f s", path.name, train_seconds, metric_seconds)
     return record
+
+
+def _same_settings(stored: dict, settings: dict) -> bool:
+    """Whether a stored run was made with ``settings`` (records from before ``image_size`` was stored
+    were all 64 px)."""
+    return {"image_size": 64, **stored} == json.loads(json.dumps(settings))
+
+
+def _checkpoint_matches(record: dict, settings: dict) -> bool:
+    """The record's checkpoint still exists and holds exactly ``settings['steps']`` steps (the work
+    directory is shared by runs with other ``--out``, which may have trained it further)."""
+    from vision.checkpoint import read_meta
+
+    ckpt = Path(record.get("checkpoint", ""))
+    ckpt = ckpt if ckpt.is_absolute() else REPO / ckpt
+    try:
+        return read_meta(ckpt).get("extra", {}).get("train", {}).get("steps") == settings["steps"]
+    except Exception:  # missing or unreadable checkpoint
+        return False
 
 
 def udr_of_seeds(data, records: list[dict], seed: int = 0, num_points: int = 1000) -> dict:
@@ -272,8 +291,9 @@ def aggregate(records: list[dict], udr: dict[tuple[str, str], dict]) -> dict:
             for metric, key, _ in COLUMNS:
                 values = entry.get(f"{metric}.{key}")
                 if isinstance(values, list):
-                    entry[f"{metric}.{key}"] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                                                "values": values}
+                    # sample std over seeds (ddof 1); 0 for a single seed
+                    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                    entry[f"{metric}.{key}"] = {"mean": float(np.mean(values)), "std": std, "values": values}
     return summary
 
 
@@ -384,19 +404,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 def write_summary(path: Path, summary: dict, udr: dict[tuple[str, str], dict]) -> dict:
-    """Write ``summary.json``, keeping the datasets of an earlier summary that this run did not touch
-    (so ``--datasets seekavoid-factors`` alone does not drop the dSprites table); return the merged summary.
+    """Write ``summary.json``, keeping the datasets and models of an earlier summary that this run did not
+    touch (so ``--datasets seekavoid-factors`` or ``--models beta_vae_dae`` alone drops no other row);
+    return the merged summary.
     ``compute_seconds`` per dataset sums the recorded training and metric times of its runs (a rerun that
     reuses finished runs keeps the times they were made in)."""
     merged = {"datasets": {}, "udr": {}, "compute_seconds": {}}
     if path.exists():
         old = json.loads(path.read_text())
         merged = {k: dict(old.get(k, {})) for k in merged}
-    for dataset in summary:
-        merged["udr"] = {k: v for k, v in merged["udr"].items() if not k.startswith(f"{dataset}/")}
-    merged["datasets"].update(summary)
-    merged["udr"].update({f"{d}/{m}": v for (d, m), v in udr.items()})
     for dataset, models in summary.items():
+        merged["udr"] = {k: v for k, v in merged["udr"].items() if k not in {f"{dataset}/{m}" for m in models}}
+        merged["datasets"][dataset] = {**merged["datasets"].get(dataset, {}), **models}
+    merged["udr"].update({f"{d}/{m}": v for (d, m), v in udr.items()})
+    for dataset, models in merged["datasets"].items():
         merged["compute_seconds"][dataset] = round(sum(sum(e["train_seconds"]) + sum(e["metric_seconds"])
                                                        for e in models.values()), 1)
     write_json(path, merged)

@@ -75,7 +75,8 @@ def group_estimates(evaluation: dict, domains: Sequence[str], n_boot: int = 2000
     s = summarize(scores, n_boot=n_boot, rng=rng)
     r = ratio_ci(scores, source, n_boot=n_boot, rng=rng)
     return {"domains": names, "mean": s["mean"], "ci": s["ci"], "iqm": s["iqm"], "iqm_ci": s["iqm_ci"],
-            "seed_means": s["seed_means"], "ratio": {"mean": r["ratio"], "ci": r["ci"]}}
+            "seed_means": s["seed_means"],
+            "ratio": {"mean": r["ratio"], "ci": r["ci"], "undefined_fraction": r["undefined_fraction"]}}
 
 
 def model_row(evaluation: dict, n_boot: int = 2000) -> dict:
@@ -112,13 +113,17 @@ def vision_metrics(checkpoint: Path, out_json: Path, grid_cache: Path, seed: int
     return record
 
 
-def probe_frames(work: Path, name: str, domains: str, obs_size: int, frames: int = 4000, seed: int = 777):
-    """Frames of ``domains`` (target domains allowed: analysis data, never trained on) for the probes."""
+def probe_frames(work: Path, name: str, domains: str, obs_size: int, layout: str, frames: int = 4000,
+                 seed: int = 777):
+    """Frames of ``domains`` (target domains allowed: analysis data, never trained on) for the probes, in
+    the study's layout and image size (one directory per collection, so a rerun with other settings
+    collects anew instead of failing on the old one)."""
     from envs.collect import collect_frames
     from envs.frames import FrameDataset
 
-    out = collect_frames(work / "probe-frames" / name, frames=frames, split=domains, workers=1, seed=seed,
-                         obs_size=obs_size, allow_target=True, progress=False)
+    out = collect_frames(work / "probe-frames" / f"{name}-{layout}-{obs_size}px-{frames}-s{seed}", frames=frames,
+                         split=domains, workers=1, seed=seed, obs_size=obs_size, layout=layout,
+                         allow_target=True, progress=False)
     return FrameDataset(out)
 
 
@@ -139,7 +144,8 @@ def vision_probe_transfer(checkpoint: Path, source, targets: dict, out_json: Pat
     rel = _relative(checkpoint)
     if out_json.exists():
         record = json.loads(out_json.read_text())
-        if record.get("checkpoint") == rel and set(record.get("targets", {})) == set(targets):
+        if (record.get("checkpoint") == rel and set(record.get("targets", {})) == set(targets)
+                and record.get("source_rows") == min(source_rows, len(source))):
             return record
     model = vision.load(checkpoint)
     idx = np.sort(np.random.default_rng(seed).choice(len(source), min(source_rows, len(source)), replace=False))
@@ -173,9 +179,12 @@ def _relative(path: Path) -> str:
 
 
 def _write_json(path: Path, payload: Any) -> None:
+    from agents.evaluate import strict_json
     from vision.checkpoint import atomic_write_bytes
 
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, default=float) + "\n").encode())
+    # NaN (an undefined ratio) becomes null: strict JSON readers reject bare NaN tokens
+    text = json.dumps(strict_json(json.loads(json.dumps(payload, default=float))), indent=2, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def _est(e: dict | None, key: str = "mean", ci: str = "ci") -> str:
@@ -230,7 +239,7 @@ def rank_correlations(summary: dict) -> dict:
             for row in summary["models"].values():
                 x = metric_value(row.get("metrics"), metric, key)
                 y = ((row.get(which) or {}).get("ratio") or {}).get("mean")
-                if x is not None and y is not None:
+                if x is not None and y is not None and np.isfinite([x, y]).all():
                     xs.append(x)
                     ys.append(y)
             if len(xs) >= 3 and np.ptp(xs) > 0 and np.ptp(ys) > 0:
@@ -255,8 +264,12 @@ def metric_vs_transfer_png(summary: dict, path: Path) -> Path:
                 r = (row.get(which) or {}).get("ratio") or {}
                 if x is None or r.get("mean") is None:
                     continue
+                if not np.isfinite(r["mean"]):
+                    continue  # source return <= 0: no ratio to plot
                 lo, hi = r["ci"]
-                ax.errorbar([x], [r["mean"]], yerr=[[r["mean"] - lo], [hi - r["mean"]]], fmt=marker, color=colour,
+                # a percentile CI of a ratio whose resamples were partly undefined can miss the point estimate
+                yerr = np.clip(np.nan_to_num([[r["mean"] - lo], [hi - r["mean"]]]), 0, None)
+                ax.errorbar([x], [r["mean"]], yerr=yerr, fmt=marker, color=colour,
                             capsize=2, label=f"{DARLA_TARGET}" if which == "target" else "hard targets")
                 ax.annotate(model, (x, r["mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)
@@ -305,10 +318,13 @@ def copy_artifacts(row: dict, dest: Path, vision_dir: Path | None, policy_dirs: 
     return copied
 
 
-def stage_seconds(stage_root: Path) -> dict:
-    """Wall-clock seconds recorded by every finished stage under ``stage_root``, by stage kind."""
+def stage_seconds(stage_dirs: Sequence[Path | None]) -> dict:
+    """Wall-clock seconds recorded by the finished stages ``stage_dirs`` (each counted once), by stage kind;
+    other stages under the same root (earlier runs with other settings) are not counted."""
     totals: dict[str, float] = {}
-    for done in sorted(stage_root.glob("*/DONE.json")):
+    for done in sorted({Path(d) / "DONE.json" for d in stage_dirs if d is not None}):
+        if not done.exists():
+            continue
         record = json.loads(done.read_text())
         kind = record["stage"].split("-")[0]
         totals[kind] = totals.get(kind, 0.0) + float(record.get("seconds", 0.0))
@@ -321,27 +337,31 @@ def run_study(args: argparse.Namespace) -> dict:
     from darla.sweep import PIXELS, Trial, run_sweep, trial_config
 
     base = load_config(args.config, ["evaluate.domains=source,target,hard", *args.overrides])
-    sweep_summary = json.loads(run_sweep(base, args.work, models=args.models, seeds=args.seeds,
+    sweep_summary = json.loads(run_sweep(base, args.work, models=args.models, seeds=args.seeds, algos=args.algos,
                                          use_ray=False if args.no_ray else None,
                                          progress=args.progress).read_text())
     metrics_dir = args.out / "metrics"
     probe_targets = None
-    rows = {}
+    rows: dict[str, dict] = {}
+    used_stages: list[Path | None] = []
     for key, entry in sweep_summary["results"].items():
         model = entry["model"]
+        name = model if len(args.algos or [None]) <= 1 else key.replace("/", "-")  # one row per (model, algo)
         evaluation = json.loads((Path(entry["evaluation"]) / "evaluation.json").read_text())
         row = {"model": model, "algo": entry["algo"], "seeds": entry["seeds"], "steps": entry["steps"],
                "evaluation": _relative(Path(entry["evaluation"])), **model_row(evaluation)}
         config = trial_config(base, Trial(model, entry["seeds"][0], entry["algo"]))
         config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, seeds=entry["seeds"]))
         trained = train_stages(config, args.work / "stages", progress=False)  # all reused
-        row["files"] = copy_artifacts(row, args.out / model, trained["vision_dir"], trained["policy_dirs"])
+        row["files"] = copy_artifacts(row, args.out / name, trained["vision_dir"], trained["policy_dirs"])
+        used_stages += [trained["data_dir"], trained["vision_dir"], *trained["policy_dirs"], Path(entry["evaluation"])]
         if model != PIXELS:
             row["vision_checkpoint"] = _relative(trained["vision_dir"] / "model")
             row["metrics"] = vision_metrics(trained["vision_dir"] / "model", metrics_dir / f"{model}.json",
                                             args.work / "seekavoid-factors-grid.npy", seed=base.seed)
             if probe_targets is None:
-                probe_targets = {t: probe_frames(args.work, t, t, base.env.obs_size, frames=args.probe_frames)
+                probe_targets = {t: probe_frames(args.work, t, t, base.env.obs_size, base.env.layout,
+                                                 frames=args.probe_frames)
                                  for t in (DARLA_TARGET, "hard")}
             from envs.frames import FrameDataset
 
@@ -349,13 +369,13 @@ def run_study(args: argparse.Namespace) -> dict:
                                                           FrameDataset(trained["data_dir"] / "data"), probe_targets,
                                                           args.out / "probe" / f"{model}.json", seed=base.seed,
                                                           source_rows=args.probe_frames)
-        rows[model if len(args.algos or [None]) <= 1 else key] = row
+        rows[name] = row
     summary = {
         "command": "python results/transfer/run.py " + " ".join(shlex.quote(a) for a in args.argv),
         "base": base.to_dict(),
         "vision_seed": base.seed,
         "models": rows,
-        "compute_seconds": stage_seconds(args.work / "stages"),
+        "compute_seconds": stage_seconds(used_stages),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     summary["rank_correlations"] = rank_correlations(summary)

@@ -40,9 +40,24 @@ def test_aggregate_gives_mean_and_std_over_seeds(study):
     summary = study.aggregate([record(0, 0.1), record(1, 0.3)],
                               {("dsprites", "vae"): {"model_scores": [0.4, 0.6], "pairwise": [[0, 0.4], [0.6, 0]]}})
     entry = summary["dsprites"]["vae"]
-    assert entry["mig.mig"]["mean"] == pytest.approx(0.2) and entry["mig.mig"]["std"] == pytest.approx(0.1)
+    # sample std over seeds: |0.3 - 0.1| / sqrt(2)
+    assert entry["mig.mig"]["mean"] == pytest.approx(0.2) and entry["mig.mig"]["std"] == pytest.approx(0.1414, abs=1e-4)
     assert entry["udr.udr"]["mean"] == pytest.approx(0.5)
-    assert "0.20 ± 0.10" in study.markdown_tables(summary)
+    assert "0.20 ± 0.14" in study.markdown_tables(summary)
+
+
+def test_write_summary_of_a_partial_rerun_keeps_the_other_models_and_their_udr(study, tmp_path):
+    def entry(v):
+        return {"seeds": [0, 1], "train_seconds": [1.0, 1.0], "metric_seconds": [1.0, 1.0], "mig.mig": v}
+
+    path = tmp_path / "summary.json"
+    study.write_summary(path, {"dsprites": {"vae": entry(0.1), "beta_vae": entry(0.2)}},
+                        {("dsprites", "vae"): {"u": 1}, ("dsprites", "beta_vae"): {"u": 2}})
+    merged = study.write_summary(path, {"dsprites": {"beta_vae": entry(0.3)}}, {("dsprites", "beta_vae"): {"u": 3}})
+    assert merged["dsprites"]["vae"]["mig.mig"] == 0.1 and merged["dsprites"]["beta_vae"]["mig.mig"] == 0.3
+    stored = json.loads(path.read_text())
+    assert stored["udr"] == {"dsprites/vae": {"u": 1}, "dsprites/beta_vae": {"u": 3}}
+    assert stored["compute_seconds"]["dsprites"] == 8.0
 
 
 def test_tiny_run_writes_one_json_per_seed_and_a_rerun_reuses_them(study, tmp_path):
@@ -63,6 +78,30 @@ def test_tiny_run_writes_one_json_per_seed_and_a_rerun_reuses_them(study, tmp_pa
     again = study.main(argv)
     assert [(out / j).stat().st_mtime_ns for j in jsons] == stamps
     assert again["dsprites"]["vae"]["mig.mig"] == summary["dsprites"]["vae"]["mig.mig"]
+
+
+def test_rerun_retrains_a_run_whose_checkpoint_is_gone_or_was_trained_further(study, tmp_path):
+    argv = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
+            "--datasets", "dsprites", "--models", "vae", "--seeds", "0", "--steps", "2", "--image-size", "16",
+            "--dsprites-images", "64", "--batch-size", "8", "--threads", "1", "--no-progress", "--fast",
+            "--metric-params", json.dumps(TINY_PARAMS)]
+    first = study.main(argv)
+    out_json = tmp_path / "out" / "dsprites__vae__seed0.json"
+    stamp = out_json.stat().st_mtime_ns
+    import shutil
+
+    shutil.rmtree(tmp_path / "work")  # a fresh machine: the JSON is committed, the checkpoint is not
+    again = study.main(argv)
+    assert out_json.stat().st_mtime_ns != stamp  # trained and scored again ...
+    assert again["dsprites"]["vae"]["mig.mig"] == first["dsprites"]["vae"]["mig.mig"]  # ... to the same numbers
+
+    # Another study sharing --work trains the checkpoint on to 4 steps: the 2-step JSON must not be reused
+    # with a 4-step checkpoint behind it; going back is refused with a clear message.
+    other = list(argv)
+    other[other.index("--out") + 1], other[other.index("--steps") + 1] = str(tmp_path / "other"), "4"
+    study.main(other)
+    with pytest.raises(ValueError, match="beyond the requested 2 steps"):
+        study.main(argv)
 
 
 def test_unknown_dataset_error_names_the_valid_ones(study, tmp_path):

@@ -79,3 +79,23 @@ def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study,
     again = study.main(argv)
     assert [(out / d / "vae.json").stat().st_mtime_ns for d in ("metrics", "probe")] == stamps  # reused
     assert again["models"]["vae"]["target"]["mean"] == summary["models"]["vae"]["target"]["mean"]
+
+
+def test_a_policy_that_learned_nothing_neither_crashes_the_plot_nor_writes_nan(study, tmp_path):
+    """Source return ~0: the ratio's percentile CI can miss its point estimate, or the ratio is undefined."""
+    def row(mig, ratio, ci):
+        results = {m: {k: mig} for m, k, _ in study.METRICS}
+        return {"metrics": {"results": results}, "target": {"ratio": {"mean": ratio, "ci": ci}},
+                "hard": {"ratio": {"mean": ratio, "ci": ci}}}
+
+    nan = float("nan")
+    summary = {"models": {"a": row(0.1, -5.0, [-4.87, 0.80]), "b": row(0.2, nan, [nan, nan]),
+                          "c": row(0.3, 0.9, [0.8, 1.0]), "d": row(0.4, 1.0, [0.9, 1.0]),
+                          "e": row(0.5, 0.7, [0.6, 0.8])}}
+    png = study.metric_vs_transfer_png(summary, tmp_path / "plot.png")
+    assert png.stat().st_size > 0
+    rho = study.rank_correlations(summary)
+    assert rho and all(v["n_models"] == 4 for v in rho.values())  # b (undefined ratio) left out, not NaN for all
+    study._write_json(tmp_path / "s.json", summary)
+    text = (tmp_path / "s.json").read_text()
+    assert "NaN" not in text and json.loads(text)["models"]["b"]["target"]["ratio"]["mean"] is None

@@ -190,3 +190,30 @@ def test_probe_transfer_single_valued_target_factor_is_scored_against_a_uniform_
     assert right["target"] == {"score": 1.0, "chance": 0.5, "normalized": 1.0}
     wrong = probe_transfer(src[:, :1], src, 1 - tgt[:, :1], tgt, ["pair", "x"], probe=["pair"])["factors"]["pair"]
     assert wrong["target"]["score"] == 0.0 and wrong["target"]["normalized"] == -1.0
+
+
+def test_probe_transfer_visibility_masks_and_means_over_factors_scored_on_both_sides():
+    from vision.probe import probe_transfer
+
+    rng = np.random.default_rng(4)
+    src, tgt = _domain(400, rng, 0), _domain(200, rng, 1)
+    names = ["good_side", "good_angle", "room"]
+    # The side is readable only where the object is visible; elsewhere the feature is noise.
+    vis_s, vis_t = rng.random(400) < 0.5, rng.random(200) < 0.5
+    feats = lambda f, vis: np.c_[np.where(vis, 2 * f[:, 0] - 1, rng.normal(0, 1, len(f))), f[:, 1]]  # noqa: E731
+    masked = probe_transfer(feats(src, vis_s), src, feats(tgt, vis_t), tgt, names, probe=["good_side", "good_angle"],
+                            source_rows={"good_side": vis_s}, target_rows={"good_side": vis_t})
+    side = masked["factors"]["good_side"]
+    assert side["rows"] == [int(vis_s.sum()), int(vis_t.sum())]
+    assert side["target"]["score"] > 0.95  # scored only on visible target frames
+    unmasked = probe_transfer(feats(src, vis_s), src, feats(tgt, vis_t), tgt, names, probe=["good_side"])
+    assert unmasked["factors"]["good_side"]["target"]["score"] < 0.9  # invisible frames pull it toward chance
+
+    # A factor with too few visible target rows is not judged, and leaves both means (source and target).
+    none_visible = np.zeros(200, bool)
+    out = probe_transfer(feats(src, vis_s), src, feats(tgt, vis_t), tgt, names, probe=["good_side", "good_angle"],
+                         source_rows={"good_side": vis_s}, target_rows={"good_side": none_visible})
+    assert np.isnan(out["factors"]["good_side"]["target"]["score"])
+    angle = out["factors"]["good_angle"]
+    assert out["mean_normalized"]["source"] == pytest.approx(angle["source"]["normalized"])
+    assert out["mean_normalized"]["target"] == pytest.approx(angle["target"]["normalized"])
