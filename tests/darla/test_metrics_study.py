@@ -18,6 +18,14 @@ TINY_PARAMS = {
 }
 
 
+def _tiny_argv(tmp_path, seeds):
+    """A 2-step VAE on 64 16-px dSprites images, scored with tiny metric samples."""
+    return ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
+            "--datasets", "dsprites", "--models", "vae", "--seeds", seeds, "--steps", "2", "--image-size", "16",
+            "--dsprites-images", "64", "--batch-size", "8", "--threads", "1", "--no-progress", "--fast",
+            "--metric-params", json.dumps(TINY_PARAMS)]
+
+
 @pytest.fixture(scope="module")
 def study():
     return load_script("results/metrics/run.py", "metrics_study_run")
@@ -61,10 +69,7 @@ def test_write_summary_of_a_partial_rerun_keeps_the_other_models_and_their_udr(s
 
 
 def test_tiny_run_writes_one_json_per_seed_and_a_rerun_reuses_them(study, tmp_path):
-    argv = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
-            "--datasets", "dsprites", "--models", "vae", "--seeds", "0,1", "--steps", "2", "--image-size", "16",
-            "--dsprites-images", "64", "--batch-size", "8", "--threads", "1", "--no-progress", "--fast",
-            "--metric-params", json.dumps(TINY_PARAMS)]
+    argv = _tiny_argv(tmp_path, "0,1")
     summary = study.main(argv)
     out = tmp_path / "out"
     jsons = sorted(p.name for p in out.glob("dsprites__*.json"))
@@ -81,10 +86,7 @@ def test_tiny_run_writes_one_json_per_seed_and_a_rerun_reuses_them(study, tmp_pa
 
 
 def test_rerun_retrains_a_run_whose_checkpoint_is_gone_or_was_trained_further(study, tmp_path):
-    argv = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
-            "--datasets", "dsprites", "--models", "vae", "--seeds", "0", "--steps", "2", "--image-size", "16",
-            "--dsprites-images", "64", "--batch-size", "8", "--threads", "1", "--no-progress", "--fast",
-            "--metric-params", json.dumps(TINY_PARAMS)]
+    argv = _tiny_argv(tmp_path, "0")
     first = study.main(argv)
     out_json = tmp_path / "out" / "dsprites__vae__seed0.json"
     stamp = out_json.stat().st_mtime_ns
