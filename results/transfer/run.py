@@ -188,8 +188,8 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 def _est(e: dict | None, key: str = "mean", ci: str = "ci") -> str:
-    if not e or e.get(key) is None:
-        return "–"
+    if not e or e.get(key) is None or not np.isfinite(e[key]):
+        return "–"  # not evaluated, or a ratio with a source return <= 0
     lo, hi = (e.get(ci) or [None, None])[:2]
     if lo is None or hi is None:
         return f"{e[key]:.2f}"

@@ -96,6 +96,7 @@ def test_a_policy_that_learned_nothing_neither_crashes_the_plot_nor_writes_nan(s
     assert png.stat().st_size > 0
     rho = study.rank_correlations(summary)
     assert rho and all(v["n_models"] == 4 for v in rho.values())  # b (undefined ratio) left out, not NaN for all
+    assert study._est(summary["models"]["b"]["target"]["ratio"]) == "–"
     study._write_json(tmp_path / "s.json", summary)
     text = (tmp_path / "s.json").read_text()
     assert "NaN" not in text and json.loads(text)["models"]["b"]["target"]["ratio"]["mean"] is None
