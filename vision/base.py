@@ -214,6 +214,8 @@ def to_tensor(
     :param device: torch device of the result (default: where ``frames`` already are, CPU for arrays)
     :param channels_first: whether the channel axis comes before height and width
     """
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = frames.copy()  # read-only (a memory-mapped dataset): torch would warn on every batch
     t = torch.as_tensor(frames, device=device)
     if t.ndim == 3:
         t = t.unsqueeze(0)

@@ -98,3 +98,16 @@ def test_written_files_get_normal_permissions_not_mkstemps_0600(tmp_path):
     assert (tmp_path / "report.md").read_bytes() == b"hello"
     for f in (tmp_path / "report.md", *(tmp_path / "model").iterdir()):
         assert f.stat().st_mode & 0o777 == 0o644, f
+
+
+def test_to_tensor_of_a_read_only_array_converts_without_warning():
+    import warnings
+
+    import numpy as np
+
+    frames = np.full((2, 4, 4, 3), 255, np.uint8)
+    frames.flags.writeable = False  # as a memory-mapped frame dataset gives them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = vision.to_tensor(frames)
+    assert t.shape == (2, 3, 4, 4) and float(t.max()) == 1.0
