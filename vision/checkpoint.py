@@ -69,10 +69,10 @@ def save(model: VisionModel, path: str | os.PathLike, extra: dict[str, Any] | No
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = _mkstemp(path, WEIGHTS)
+    fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{WEIGHTS}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(state, tmp)  # replaces the temp file, so its mode is set again
+        save_file(state, tmp)  # writes the file anew, so its mode is set after (mkstemp makes 0600)
         os.chmod(tmp, _file_mode())
         digest = _sha256(Path(tmp))
         os.replace(tmp, path / WEIGHTS)

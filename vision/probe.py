@@ -149,9 +149,10 @@ def probe_transfer(
     :param source_rows, target_rows: optional visibility masks by factor name, as in :func:`probe_factors`
     :return: ``{"factors": {name: {"kind", "metric", "source": {score, chance, normalized},
         "target": {score, chance, normalized}, "rows": [n_source, n_target]}}, "mean_normalized":
-        {"source", "target"}}`` (both means over the factors scored on both sides); chance on the target is the training (source) majority value's frequency
-        there (accuracy; 1 / number of source values when the target holds a single value, as the pair does
-        in ``A-changed``) or 0 (R² against the target mean).
+        {"source", "target"}}`` (both means over the factors scored on both sides); chance on the target
+        is the training (source) majority value's frequency there (accuracy; 1 / number of source values
+        when the target holds a single value, as the pair does in ``A-changed``) or 0 (R² against the
+        target mean).
     """
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import r2_score
@@ -200,7 +201,8 @@ def probe_transfer(
         out[name] = entry
 
     # over the factors scored on both sides, so the two means are comparable
-    both = [e for e in out.values() if math.isfinite(e["source"]["normalized"]) and math.isfinite(e["target"]["normalized"])]
+    both = [e for e in out.values()
+            if math.isfinite(e["source"]["normalized"]) and math.isfinite(e["target"]["normalized"])]
 
     def mean_of(side: str) -> float:
         return float(np.mean([e[side]["normalized"] for e in both])) if both else math.nan

@@ -234,13 +234,13 @@ def _same_settings(stored: dict, settings: dict) -> bool:
 def _checkpoint_matches(record: dict, settings: dict) -> bool:
     """The record's checkpoint still exists and holds exactly ``settings['steps']`` steps (the work
     directory is shared by runs with other ``--out``, which may have trained it further)."""
-    from vision.checkpoint import read_meta
+    from vision.checkpoint import CheckpointError, read_meta
 
     ckpt = Path(record.get("checkpoint", ""))
     ckpt = ckpt if ckpt.is_absolute() else REPO / ckpt
     try:
         return read_meta(ckpt).get("extra", {}).get("train", {}).get("steps") == settings["steps"]
-    except Exception:  # missing or unreadable checkpoint
+    except CheckpointError:  # missing or unreadable checkpoint
         return False
 
 
