@@ -226,9 +226,10 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
 def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | None, vision_key: str,
                        seed: int, progress: bool = True) -> tuple[Stage, dict]:
     from agents.train import train_policy
+    from envs.seekavoid import RENDER_REVISION
 
     cfg = {"policy": {**asdict(config.policy), "seeds": None}, "seed": seed, "vision": vision_key,
-           "env": asdict(config.env), "train_domains": config.collect.split}
+           "env": asdict(config.env), "train_domains": config.collect.split, "render_revision": RENDER_REVISION}
     stage = Stage(run_dir, f"policy-s{seed}", stage_key(cfg))
 
     def fn(d: Path) -> dict:

@@ -37,7 +37,17 @@ from miniworld.miniworld import MiniWorldEnv, Room, gen_texcs_floor
 from miniworld.opengl import Texture
 from miniworld.params import DomainParams
 from pyglet.gl import (
+    GL_AMBIENT,
+    GL_AMBIENT_AND_DIFFUSE,
+    GL_COLOR_MATERIAL,
+    GL_COMPILE,
+    GL_DIFFUSE,
+    GL_FRONT_AND_BACK,
     GL_GENERATE_MIPMAP_HINT,
+    GL_LIGHT0,
+    GL_LIGHTING,
+    GL_POSITION,
+    GL_SMOOTH,
     GL_LINEAR,
     GL_LINEAR_MIPMAP_LINEAR,
     GL_NICEST,
@@ -53,14 +63,23 @@ from pyglet.gl import (
     GL_REPEAT,
     GL_TRIANGLES,
     GL_UNSIGNED_BYTE,
+    GLfloat,
     glBegin,
     glBindTexture,
+    glCallList,
     glColor3f,
+    glColorMaterial,
+    glDeleteLists,
     glDisable,
     glEnable,
     glEnd,
+    glEndList,
     glGenerateMipmap,
+    glGenLists,
     glHint,
+    glLightfv,
+    glNewList,
+    glShadeModel,
     glNormal3f,
     glPopMatrix,
     glPushMatrix,
@@ -360,6 +379,10 @@ def _wrap_angle(a: float) -> float:
     return (a + math.pi) % (2 * math.pi) - math.pi
 
 
+#: Bumped when a fix changes the frames SeekAvoid envs render, so cached policy stages retrain
+#: (``darla.pipeline`` keys them by it). 2: envs sharing one process no longer draw each other's scene.
+RENDER_REVISION = 2
+
 class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
     """DARLA's seek-avoid task on miniworld (see the module docstring for layouts and seeding).
 
@@ -438,6 +461,7 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         self.domain: Domain = self.domains[0]
         self.objects: list[SeekObject] = []
         self._scene: dict[str, Any] = {}
+        self._static_list: Optional[int] = None  # this env's display list of its static scene
         utils.EzPickle.__init__(self, domain, layout, obs_size, max_steps, num_objects, forward_step, turn_step,
                                 render_size, render_mode)
         # miniworld prints "Falling back to num_samples=4" for each frame buffer on headless GL: noise in
@@ -455,6 +479,50 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         if gl_notes.getvalue().strip():
             logger.debug("miniworld: %s", gl_notes.getvalue().strip())
         self.action_space = spaces.Discrete(3)
+
+    # ---------------------------------------------------------------------------------- rendering
+    # miniworld compiles every env's static scene (light, rooms, static entities) into display list 1, and
+    # the GL contexts of one process share display lists: two envs in one process (a DummyVecEnv) would
+    # each draw the scene of whichever env reset last. Each SeekAvoid env compiles into a list of its own.
+    def _render_static(self) -> None:
+        if self._static_list is None:
+            self._static_list = int(glGenLists(1))
+            if self._static_list == 1:  # keep clear of the list plain miniworld envs overwrite
+                self._static_list = int(glGenLists(1))
+        glNewList(self._static_list, GL_COMPILE)
+        # as miniworld: light_pos is an array, so ``+ [1]`` adds 1 to each coordinate and w stays 0 (a
+        # directional light); kept so frames are unchanged for a lone env
+        glLightfv(GL_LIGHT0, GL_POSITION, (GLfloat * 4)(*self.light_pos + [1]))
+        glLightfv(GL_LIGHT0, GL_AMBIENT, (GLfloat * 4)(*self.light_ambient))
+        glLightfv(GL_LIGHT0, GL_DIFFUSE, (GLfloat * 4)(*self.light_color))
+        glEnable(GL_LIGHTING)
+        glEnable(GL_LIGHT0)
+        glShadeModel(GL_SMOOTH)
+        glEnable(GL_COLOR_MATERIAL)
+        glColorMaterial(GL_FRONT_AND_BACK, GL_AMBIENT_AND_DIFFUSE)
+        glEnable(GL_TEXTURE_2D)
+        for room in self.rooms:
+            room._render()
+        for ent in self.entities:
+            if ent.is_static:
+                ent.render()
+        glEndList()
+
+    def _render_world(self, frame_buffer, render_agent):
+        glCallList(self._static_list)
+        for ent in self.entities:
+            if not ent.is_static and ent is not self.agent:
+                ent.render()
+        if render_agent:
+            self.agent.render()
+        return frame_buffer.resolve()
+
+    def close(self) -> None:
+        if self._static_list is not None:
+            with contextlib.suppress(Exception):  # no GL context left at interpreter exit
+                glDeleteLists(self._static_list, 1)
+            self._static_list = None
+        super().close()
 
     # ------------------------------------------------------------------------------------- seeding
     def _seed_streams(self, seed: Optional[int]) -> None:
@@ -623,7 +691,7 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         return {"domain": self.domain.name, "factors": self.factors()}
 
 
-__all__ = ["SeekAvoidEnv", "SeekObject", "StyledRoom", "LAYOUTS", "SHAPES", "shape_mesh", "pattern_image"]
+__all__ = ["RENDER_REVISION", "SeekAvoidEnv", "SeekObject", "StyledRoom", "LAYOUTS", "SHAPES", "shape_mesh", "pattern_image"]
 
 # Make sure `gymnasium.make("darla/SeekAvoid-v0")` works when this module is imported on its own.
 if "darla/SeekAvoid-v0" not in gymnasium.registry:

@@ -240,3 +240,30 @@ def test_observable_rows_mark_objects_in_view_and_not_behind_the_agent():
     assert not rows["pair"][-1] and not rows["good_angle"][-1]
     assert "room" not in rows  # always visible: no mask
     env.close()
+
+
+def _frames(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    return [obs] + [env.step(a)[0] for a in actions]
+
+
+def test_envs_sharing_a_process_each_draw_their_own_scene():
+    # miniworld compiles every env's static scene (rooms, objects, light) into one shared display list;
+    # interleaved envs (a DummyVecEnv) must still each render exactly what they would alone.
+    actions = [0, 2, 1, 2]
+    specs = [("A-default", 3), ("B-changed", 4), ("A-changed-dim", 5)]
+    alone = []
+    for domain, seed in specs:
+        env = gymnasium.make("darla/SeekAvoid-v0", domain=domain, obs_size=32)
+        alone.append(_frames(env, seed, actions))
+        env.close()
+    together = [gymnasium.make("darla/SeekAvoid-v0", domain=d, obs_size=32) for d, _ in specs]
+    got = [[e.reset(seed=s)[0]] for e, (_, s) in zip(together, specs)]  # every reset before any step
+    for a in actions:
+        for frames, e in zip(got, together):
+            frames.append(e.step(a)[0])
+    for e in together:
+        e.close()
+    for (domain, _), mine, ref in zip(specs, got, alone):
+        for t, (x, y) in enumerate(zip(mine, ref)):
+            np.testing.assert_array_equal(x, y, err_msg=f"{domain}, step {t}")
