@@ -71,6 +71,14 @@ def grid(models: list[str], seeds: list[int], algos: list[str]) -> list[Trial]:
     return [Trial(m, s, a) for m in models for a in algos for s in seeds]
 
 
+def _train_vision(config: RunConfig, stage_root: Path, progress: bool) -> Path:
+    from darla.pipeline import collect_stage, train_vision_stage
+
+    data, _ = collect_stage(config, stage_root, progress)  # reused: collected before any vision trains
+    stage, _ = train_vision_stage(config, stage_root, data, progress)
+    return stage.dir
+
+
 def _run_trial(base_dict: dict[str, Any], trial: dict[str, Any], stage_root: str, progress: bool) -> dict[str, Any]:
     import envs  # noqa: F401  (registers the env in Ray workers too)
     from darla.config import from_dict
@@ -80,6 +88,18 @@ def _run_trial(base_dict: dict[str, Any], trial: dict[str, Any], stage_root: str
     t = Trial(**trial)
     trained = train_stages(trial_config(base, t), Path(stage_root), progress=progress)
     return {"trial": t.name, "policy_dirs": [str(p) for p in trained["policy_dirs"]]}
+
+
+def _run_job(base_dict: dict[str, Any], job: dict[str, Any], stage_root: str) -> dict[str, Any]:
+    """One Ray Tune trial: a vision model's stage (``kind="vision"``) or a policy trial (``kind="trial"``)."""
+    job = dict(job)
+    if job.pop("kind") == "vision":
+        import envs  # noqa: F401
+        from darla.config import from_dict
+
+        config = trial_config(from_dict(base_dict), Trial(**job))
+        return {"vision": job["model"], "dir": str(_train_vision(config, Path(stage_root), progress=False))}
+    return _run_trial(base_dict, job, stage_root, progress=False)
 
 
 def run_sweep(base: RunConfig, out: str | Path, models: list[str], seeds: list[int], algos: list[str] | None = None,
@@ -98,21 +118,26 @@ def run_sweep(base: RunConfig, out: str | Path, models: list[str], seeds: list[i
     ray_ok = _ray_available() if use_ray is None else use_ray
     if address and not ray_ok:
         raise RuntimeError('--address needs Ray: pip install "darla[sweep]"')
-    # Stage 1 data and every vision model first, sequentially: they are shared, and training them in
-    # parallel trials would only make trials wait on each other's locks.
-    for m in dict.fromkeys(t.model for t in trials):
-        if m != PIXELS:
-            from darla.pipeline import collect_stage, train_vision_stage
+    # Stage-1 data once, then every vision model, then the policy trials: data and vision are shared,
+    # and training them inside the trials would only make trials wait on each other's locks.
+    visions = [trial_config(base, Trial(m, seeds[0], trials[0].algo))
+               for m in dict.fromkeys(t.model for t in trials) if m != PIXELS]
+    if visions:
+        from darla.pipeline import collect_stage
 
-            cfg = trial_config(base, Trial(m, seeds[0], trials[0].algo))
-            data, _ = collect_stage(cfg, stage_root, progress)
-            train_vision_stage(cfg, stage_root, data, progress)
+        collect_stage(visions[0], stage_root, progress)  # the data key does not depend on the model
     if ray_ok:
-        _run_on_ray(base, trials, stage_root, address, cpus_per_trial)
+        # Distinct vision models train in parallel (one per CPU slot), then the policy trials.
+        _run_on_ray(base, [{"kind": "vision", "model": c.vision.model, "seed": seeds[0], "algo": trials[0].algo}
+                           for c in visions], "darla-vision", stage_root, address, cpus_per_trial)
+        _run_on_ray(base, [{"kind": "trial", **dataclasses.asdict(t)} for t in trials], "darla-sweep", stage_root,
+                    address, cpus_per_trial)
     else:
         if use_ray is None:
             log.warning('Ray is not installed (pip install "darla[sweep]"): running %d trials one after another',
                         len(trials))
+        for c in visions:
+            _train_vision(c, stage_root, progress)
         for t in trials:
             _run_trial(base.to_dict(), dataclasses.asdict(t), str(stage_root), progress)
     return summarise(base, out, trials, progress)
@@ -127,8 +152,11 @@ def _ray_available() -> bool:
     return True
 
 
-def _run_on_ray(base: RunConfig, trials: list[Trial], stage_root: Path, address: str | None,
+def _run_on_ray(base: RunConfig, jobs: list[dict[str, Any]], name: str, stage_root: Path, address: str | None,
                 cpus_per_trial: float) -> None:
+    """Run ``jobs`` (see ``_run_job``) as one Ray Tune grid, ``cpus_per_trial`` CPUs each."""
+    if not jobs:
+        return
     import ray
     from ray import tune
 
@@ -137,18 +165,17 @@ def _run_on_ray(base: RunConfig, trials: list[Trial], stage_root: Path, address:
     root = str(stage_root.resolve())
 
     def trainable(config: dict[str, Any]) -> dict[str, Any]:
-        return _run_trial(base_dict, config["trial"], root, progress=False)
+        return _run_job(base_dict, config["job"], root)
 
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cpus_per_trial}),
-        param_space={"trial": tune.grid_search([dataclasses.asdict(t) for t in trials])},
-        run_config=tune.RunConfig(name="darla-sweep", storage_path=str((stage_root.parent / "ray").resolve()),
-                                  verbose=1),
+        param_space={"job": tune.grid_search(jobs)},
+        run_config=tune.RunConfig(name=name, storage_path=str((stage_root.parent / "ray").resolve()), verbose=1),
     )
     results = tuner.fit()
     errors = [r.error for r in results if r.error]
     if errors:
-        raise RuntimeError(f"{len(errors)} sweep trial(s) failed; first: {errors[0]}")
+        raise RuntimeError(f"{len(errors)} sweep job(s) of {name} failed; first: {errors[0]}")
 
 
 def summarise(base: RunConfig, out: Path, trials: list[Trial], progress: bool = True) -> Path:

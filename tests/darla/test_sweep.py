@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -76,3 +77,23 @@ def test_empty_seed_list_is_a_clear_error(tmp_path, capsys):
 
     assert main(["-q", "sweep", "--models", "vae", "--seeds", "", "--no-ray", "--out", str(tmp_path)]) == 2
     assert "no seeds" in capsys.readouterr().err
+
+
+def _interval(stage_dir):
+    return (stage_dir / "stage.json").stat().st_mtime, (stage_dir / "DONE.json").stat().st_mtime
+
+
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs to run two Ray jobs at once")
+def test_ray_sweep_trains_distinct_vision_models_in_parallel_before_the_policies(tmp_path):
+    pytest.importorskip("ray.tune")
+    summary = json.loads(run_sweep(_tiny_base(), tmp_path, models=["ae", "vae"], seeds=[0], use_ray=True,
+                                   progress=False).read_text())
+    assert set(summary["results"]) == {"ae/ppo", "vae/ppo"}
+    stages = {p.name: p for p in (tmp_path / "stages").iterdir()}
+    visions = [_interval(p) for n, p in stages.items() if n.startswith("vision-")]
+    policies = [_interval(p) for n, p in stages.items() if n.startswith("policy-")]
+    assert len(visions) == 2 and len(policies) == 2
+    (a0, a1), (b0, b1) = visions
+    assert a0 < b1 and b0 < a1  # the two vision models trained at the same time
+    assert min(start for start, _ in policies) >= max(end for _, end in visions)  # vision first, then policies
