@@ -3,6 +3,7 @@ end-to-end study (pixels + one vision model, two seeds) that writes summary, met
 and reuses everything on a rerun."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +80,23 @@ def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study,
     again = study.main(argv)
     assert [(out / d / "vae.json").stat().st_mtime_ns for d in ("metrics", "probe")] == stamps  # reused
     assert again["models"]["vae"]["target"]["mean"] == summary["models"]["vae"]["target"]["mean"]
+    # The twin-frame analysis reads the finished study: every model, every target domain, every seed.
+    inv = load_script("results/transfer/invariance.py", "transfer_invariance").main(
+        ["--study", str(out), "--work", str(work), "--episodes", "2", "--max-steps", "4", "--targets",
+         "A-changed,A-third"])
+    assert set(inv["models"]) == {"pixels", "vae"}
+    for per in inv["models"].values():
+        assert set(per) == {"A-changed", "A-third"}
+        for r in per.values():
+            assert len(r["agreement_seeds"]) == len(r["feature_shift_seeds"]) == len(r["return_drop_seeds"]) == 2
+            assert 0.0 <= r["agreement"] <= 1.0 and r["feature_shift"] > 0.0  # the room change moves features
+            assert len(r["changed_episodes_seeds"]) == 2 and 0.0 <= r["changed_episodes"] <= 1.0
+    for model in ("pixels", "vae"):  # the on-policy walk replays the evaluation's A-default episodes exactly
+        evaluation = json.loads((Path(summary["models"][model]["evaluation"]) / "evaluation.json").read_text())
+        assert inv["models"][model]["A-third"]["twin_return_seeds"] == pytest.approx(
+            evaluation["summary"]["A-default"]["seed_means"])
+    assert json.loads((out / "invariance.json").read_text())["models"]["vae"]["A-changed"]["pairs"] >= 2
+    assert "invariance-table:start" in (out / "README.md").read_text()
 
 
 def test_a_policy_that_learned_nothing_neither_crashes_the_plot_nor_writes_nan(study, tmp_path):
