@@ -196,6 +196,16 @@ def _est(e: dict | None, key: str = "mean", ci: str = "ci") -> str:
     return f"{e[key]:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+def _learned(steps: list[int | None] | None) -> str:
+    """``"18k (5/5)"``: median env steps to a 0.9 training return over the seeds that reached it."""
+    if not steps:
+        return "–"
+    reached = [s for s in steps if s is not None]
+    if not reached:
+        return f"never (0/{len(steps)})"
+    return f"{np.median(reached) / 1000:.0f}k ({len(reached)}/{len(steps)})"
+
+
 def markdown_table(summary: dict) -> str:
     """The study's main table: one row per vision model."""
     head = ["vision", "seeds", "source", f"target ({DARLA_TARGET})", "target/source", "hard targets",
@@ -211,12 +221,13 @@ def markdown_table(summary: dict) -> str:
             v = probe_value(row.get("probe_transfer"), target, side)
             cells.append("–" if v is None else f"{v:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Per domain (mean return over seeds × episodes):", ""]
+    lines += ["", "Per domain (mean return over seeds × episodes), and the env steps after which the training return (stochastic actions) first reached 0.9 (median over the seeds that did):", ""]
     domains = list(next(iter(summary["models"].values()))["per_domain"])
-    lines += ["| vision | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
+    lines += ["| vision | " + " | ".join(domains) + " | training return 0.9 at |", "|---|" + "---|" * (len(domains) + 1)]
     for model, row in summary["models"].items():
         lines.append(f"| {model} | " + " | ".join(f"{row['per_domain'][d]['mean']:.2f}"
-                                                 if d in row["per_domain"] else "–" for d in domains) + " |")
+                                                 if d in row["per_domain"] else "–" for d in domains)
+                     + f" | {_learned(row.get('learned_by'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -318,6 +329,18 @@ def copy_artifacts(row: dict, dest: Path, vision_dir: Path | None, policy_dirs: 
     return copied
 
 
+def learned_by(curve_csv: Path, level: float = 0.9) -> int | None:
+    """Env steps after which a policy's training return (``learning_curve.csv``, stochastic actions) first
+    reached ``level`` of the best possible (+1); ``None`` if it never did within its budget."""
+    import csv
+
+    with open(curve_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            if float(row["mean_return"]) >= level:
+                return int(row["timesteps"])
+    return None
+
+
 def stage_seconds(stage_dirs: Sequence[Path | None]) -> dict:
     """Wall-clock seconds recorded by the finished stages ``stage_dirs`` (each counted once), by stage kind;
     other stages under the same root (earlier runs with other settings) are not counted."""
@@ -354,6 +377,7 @@ def run_study(args: argparse.Namespace) -> dict:
         config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, seeds=entry["seeds"]))
         trained = train_stages(config, args.work / "stages", progress=False)  # all reused
         row["files"] = copy_artifacts(row, args.out / name, trained["vision_dir"], trained["policy_dirs"])
+        row["learned_by"] = [learned_by(Path(d) / "learning_curve.csv") for d in trained["policy_dirs"]]
         used_stages += [trained["data_dir"], trained["vision_dir"], *trained["policy_dirs"], Path(entry["evaluation"])]
         if model != PIXELS:
             row["vision_checkpoint"] = _relative(trained["vision_dir"] / "model")

@@ -59,6 +59,7 @@ def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study,
         assert row["seeds"] == [0, 1] and row["n_seeds"] == 2 and row["steps"] == 256
         assert np.isfinite(row["source"]["mean"]) and row["target"]["domains"] == ["A-changed"]
         assert len(row["hard"]["domains"]) >= 3  # the harder shifted targets are evaluated too
+        assert len(row["learned_by"]) == 2  # one entry per seed (None: 256 steps never reach 0.9)
     assert "metrics" not in summary["models"]["pixels"]
     mig = summary["models"]["vae"]["metrics"]["results"]["mig"]["mig"]
     assert 0.0 <= mig <= 1.0
@@ -118,3 +119,11 @@ def test_a_policy_that_learned_nothing_neither_crashes_the_plot_nor_writes_nan(s
     study._write_json(tmp_path / "s.json", summary)
     text = (tmp_path / "s.json").read_text()
     assert "NaN" not in text and json.loads(text)["models"]["b"]["target"]["ratio"]["mean"] is None
+
+
+def test_learned_by_is_the_first_step_at_the_level_or_none(study, tmp_path):
+    curve = tmp_path / "learning_curve.csv"
+    curve.write_text("timesteps,mean_return,episodes,mean_length\n1024,0.2,5,9\n2048,0.95,6,8\n3072,0.5,6,8\n")
+    assert study.learned_by(curve) == 2048
+    assert study.learned_by(curve, level=0.99) is None
+    assert study._learned([2048, None, 4096]) == "3k (2/3)" and study._learned([None]) == "never (0/1)"
