@@ -135,7 +135,9 @@ def cached_twins(work: Path, target: str, **kwargs) -> tuple[np.ndarray, np.ndar
     """:func:`twin_frames`, kept in ``work/twin-frames/`` under a name that carries every setting."""
     from vision.checkpoint import atomic_write_bytes
 
-    name = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items()))
+    from envs.seekavoid import RENDER_REVISION
+
+    name = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items())) + f"-r{RENDER_REVISION}"  # frames of this renderer
     path = work / "twin-frames" / f"{TWIN}--{target}-{name}.npz"
     if path.exists():
         with np.load(path) as z:
@@ -241,8 +243,19 @@ def rank_link(result: dict) -> dict:
     return out
 
 
+def _twins_key(twins: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for target, (a, b) in sorted(twins.items()):
+        h.update(target.encode())
+        h.update(a.tobytes())
+        h.update(b.tobytes())
+    return h.hexdigest()[:10]
+
+
 def analyse(study: dict, twins: dict[str, tuple[np.ndarray, np.ndarray]], repo: Path = REPO,
-            obs_size: int = 64, layout: str = "choice") -> dict:
+            obs_size: int = 64, layout: str = "choice", cache: Path | None = None) -> dict:
     """Per model (as in ``study["models"]``) and target, over the model's policy seeds: the features' shift
     and the action agreement on random-policy twins (with chance), and on the policy's own trajectories in
     ``A-default`` (the evaluation's episode seeds) the step agreement and the fraction of episodes whose
@@ -250,6 +263,11 @@ def analyse(study: dict, twins: dict[str, tuple[np.ndarray, np.ndarray]], repo: 
     out: dict[str, dict] = {}
     for name, row in study["models"].items():
         evaluation = json.loads((repo / row["evaluation"] / "evaluation.json").read_text())
+        # one model's analysis is reused while its evaluation stage (keyed by its policies) and the twins are
+        cached = None if cache is None else cache / f"{name}-{Path(row['evaluation']).name}-{_twins_key(twins)}.json"
+        if cached is not None and cached.exists():
+            out[name] = json.loads(cached.read_text())
+            continue
         views = [PolicyView(repo / p if not Path(p).is_absolute() else p) for p in evaluation["policies"]]
         per_target = {}
         for target, (f_a, f_b) in twins.items():
@@ -269,6 +287,12 @@ def analyse(study: dict, twins: dict[str, tuple[np.ndarray, np.ndarray]], repo: 
                                   **{f"{k}_seeds": v for k, v in r.items()}, "pairs": len(f_a),
                                   "return_drop_seeds": return_drops(evaluation, target)}
         out[name] = per_target
+        if cached is not None:
+            from agents.evaluate import strict_json
+            from vision.checkpoint import atomic_write_bytes
+
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(cached, json.dumps(strict_json(per_target)).encode())
         log.info("%s: %s", name, {t: (round(v["feature_shift"], 2), round(v["changed_episodes"], 2))
                                   for t, v in per_target.items()})
     return out
@@ -308,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     targets = args.targets.split(",") if args.targets else list(evaluation["target"])
     twins = {t: cached_twins(args.work, t, episodes=args.episodes, max_steps=args.max_steps,
                              obs_size=base["env"]["obs_size"], layout=base["env"]["layout"]) for t in targets}
-    result = analyse(study, twins, obs_size=base["env"]["obs_size"], layout=base["env"]["layout"])
+    result = analyse(study, twins, obs_size=base["env"]["obs_size"], layout=base["env"]["layout"],
+                     cache=args.work / "invariance")
     from agents.evaluate import strict_json
     from vision.checkpoint import atomic_write_bytes
 

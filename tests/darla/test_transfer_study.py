@@ -98,6 +98,13 @@ def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study,
             evaluation["summary"]["A-default"]["seed_means"])
     assert json.loads((out / "invariance.json").read_text())["models"]["vae"]["A-changed"]["pairs"] >= 2
     assert "invariance-table:start" in (out / "README.md").read_text()
+    cached = sorted((work / "invariance").iterdir())
+    assert len(cached) == 2  # one analysis per model, reused on a rerun
+    stamps = [c.stat().st_mtime_ns for c in cached]
+    again = load_script("results/transfer/invariance.py", "transfer_invariance").main(
+        ["--study", str(out), "--work", str(work), "--episodes", "2", "--max-steps", "4", "--targets",
+         "A-changed,A-third"])
+    assert [c.stat().st_mtime_ns for c in cached] == stamps and again["models"] == inv["models"]
 
 
 def test_a_policy_that_learned_nothing_neither_crashes_the_plot_nor_writes_nan(study, tmp_path):
