@@ -133,9 +133,8 @@ def on_policy_twins(act, target, twin=TWIN, episodes: int = 40, seed: int = 1000
 
 def cached_twins(work: Path, target: str, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """:func:`twin_frames`, kept in ``work/twin-frames/`` under a name that carries every setting."""
-    from vision.checkpoint import atomic_write_bytes
-
     from envs.seekavoid import RENDER_REVISION
+    from vision.checkpoint import atomic_write_bytes
 
     name = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items())) + f"-r{RENDER_REVISION}"  # frames of this renderer
     path = work / "twin-frames" / f"{TWIN}--{target}-{name}.npz"
