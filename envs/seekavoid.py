@@ -46,21 +46,21 @@ from pyglet.gl import (
     GL_GENERATE_MIPMAP_HINT,
     GL_LIGHT0,
     GL_LIGHTING,
-    GL_POSITION,
-    GL_SMOOTH,
     GL_LINEAR,
     GL_LINEAR_MIPMAP_LINEAR,
     GL_NICEST,
     GL_POLYGON,
+    GL_POSITION,
     GL_QUADS,
+    GL_REPEAT,
     GL_RGB,
     GL_RGBA,
+    GL_SMOOTH,
     GL_TEXTURE_2D,
     GL_TEXTURE_MAG_FILTER,
     GL_TEXTURE_MIN_FILTER,
     GL_TEXTURE_WRAP_S,
     GL_TEXTURE_WRAP_T,
-    GL_REPEAT,
     GL_TRIANGLES,
     GL_UNSIGNED_BYTE,
     GLfloat,
@@ -79,11 +79,11 @@ from pyglet.gl import (
     glHint,
     glLightfv,
     glNewList,
-    glShadeModel,
     glNormal3f,
     glPopMatrix,
     glPushMatrix,
     glRotatef,
+    glShadeModel,
     glTexCoord2f,
     glTexImage2D,
     glTexParameteri,
@@ -382,6 +382,7 @@ def _wrap_angle(a: float) -> float:
 #: Bumped when a fix changes the frames SeekAvoid envs render, so cached policy stages retrain
 #: (``darla.pipeline`` keys them by it). 2: envs sharing one process no longer draw each other's scene.
 RENDER_REVISION = 2
+
 
 class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
     """DARLA's seek-avoid task on miniworld (see the module docstring for layouts and seeding).
@@ -691,7 +692,8 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         return {"domain": self.domain.name, "factors": self.factors()}
 
 
-__all__ = ["RENDER_REVISION", "SeekAvoidEnv", "SeekObject", "StyledRoom", "LAYOUTS", "SHAPES", "shape_mesh", "pattern_image"]
+__all__ = ["RENDER_REVISION", "SeekAvoidEnv", "SeekObject", "StyledRoom", "LAYOUTS", "SHAPES", "shape_mesh",
+           "pattern_image"]
 
 # Make sure `gymnasium.make("darla/SeekAvoid-v0")` works when this module is imported on its own.
 if "darla/SeekAvoid-v0" not in gymnasium.registry:

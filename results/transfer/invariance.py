@@ -28,6 +28,7 @@ Nothing is trained; target frames are only analysed. Run from the repository roo
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -142,13 +143,19 @@ def cached_twins(work: Path, target: str, **kwargs) -> tuple[np.ndarray, np.ndar
         with np.load(path) as z:
             return z["twin"], z["target"]
     a, b = twin_frames(target, **kwargs)
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, twin=a, target=b)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
     return a, b
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Strict JSON (NaN -> null), written atomically."""
+    from agents.evaluate import strict_json
+    from vision.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(strict_json(payload), indent=2).encode())
 
 
 def shift_ratio(f_twin: np.ndarray, f_target: np.ndarray, seed: int = 0) -> float:
@@ -173,18 +180,15 @@ class PolicyView:
 
         self.model, self.meta = load_policy(policy_dir)
         self.model.policy.set_training_mode(False)
+        self._represent = None
+        if self.meta["mode"] == "latent":
+            from darla.metrics import representation_of
+
+            self._represent = representation_of(self.meta["vision_model"])
 
     def observations(self, frames: np.ndarray) -> np.ndarray:
-        if self.meta["mode"] != "latent":
-            return frames
-        import torch
-
-        from agents.frozen import encode
-        from vision import to_tensor
-
-        with torch.no_grad():
-            return np.concatenate([encode(self.meta["vision_model"], to_tensor(frames[i:i + 256])).numpy()
-                                   for i in range(0, len(frames), 256)])
+        """What the policy is fed for ``frames``: the frames, or (latent mode) the vision's float32 features."""
+        return frames if self._represent is None else self._represent(frames).astype(np.float32)
 
     def features(self, obs: np.ndarray) -> np.ndarray:
         import torch
@@ -267,7 +271,7 @@ def analyse(study: dict, twins: dict[str, tuple[np.ndarray, np.ndarray]], repo: 
         if cached is not None and cached.exists():
             out[name] = json.loads(cached.read_text())
             continue
-        views = [PolicyView(repo / p if not Path(p).is_absolute() else p) for p in evaluation["policies"]]
+        views = [PolicyView(repo / p) for p in evaluation["policies"]]  # repo / an absolute path = that path
         per_target = {}
         for target, (f_a, f_b) in twins.items():
             obs_a, obs_b = views[0].observations(f_a), views[0].observations(f_b)  # one vision for all seeds
@@ -287,11 +291,7 @@ def analyse(study: dict, twins: dict[str, tuple[np.ndarray, np.ndarray]], repo: 
                                   "return_drop_seeds": return_drops(evaluation, target)}
         out[name] = per_target
         if cached is not None:
-            from agents.evaluate import strict_json
-            from vision.checkpoint import atomic_write_bytes
-
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(cached, json.dumps(strict_json(per_target)).encode())
+            _write_json(cached, per_target)
         log.info("%s: %s", name, {t: (round(v["feature_shift"], 2), round(v["changed_episodes"], 2))
                                   for t, v in per_target.items()})
     return out
@@ -333,13 +333,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                              obs_size=base["env"]["obs_size"], layout=base["env"]["layout"]) for t in targets}
     result = analyse(study, twins, obs_size=base["env"]["obs_size"], layout=base["env"]["layout"],
                      cache=args.work / "invariance")
-    from agents.evaluate import strict_json
-    from vision.checkpoint import atomic_write_bytes
-
     payload = {"command": "python results/transfer/invariance.py " + " ".join(args.argv), "twin": TWIN,
                "episodes": args.episodes, "max_steps": args.max_steps, "models": result,
                "rank_link": rank_link(result)}
-    atomic_write_bytes(args.study / "invariance.json", json.dumps(strict_json(payload), indent=2).encode())
+    _write_json(args.study / "invariance.json", payload)
     from darla.report import rewrite_marked_section
 
     rewrite_marked_section(args.study / "README.md", TABLE_START, TABLE_END, markdown_table(result, targets))

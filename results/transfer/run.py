@@ -314,7 +314,7 @@ def copy_artifacts(row: dict, dest: Path, vision_dir: Path | None, policy_dirs: 
     plot, the vision model's traversal / probe table / SCAN demo, and each seed's learning curve."""
     import shutil
 
-    eval_dir = REPO / row["evaluation"] if not Path(row["evaluation"]).is_absolute() else Path(row["evaluation"])
+    eval_dir = REPO / row["evaluation"]  # an absolute path stays as it is
     wanted = [(eval_dir / n, n) for n in ("evaluation.md", "evaluation.json", "transfer.png")]
     if vision_dir is not None:
         wanted += [(vision_dir / n, n) for n in ("traversal.png", "traversal.md", "scan_demo.png")]

@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.scripts import load_script
-
 from tests.darla.test_run import TINY
-
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +80,10 @@ def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study,
     assert [(out / d / "vae.json").stat().st_mtime_ns for d in ("metrics", "probe")] == stamps  # reused
     assert again["models"]["vae"]["target"]["mean"] == summary["models"]["vae"]["target"]["mean"]
     # The twin-frame analysis reads the finished study: every model, every target domain, every seed.
-    inv = load_script("results/transfer/invariance.py", "transfer_invariance").main(
-        ["--study", str(out), "--work", str(work), "--episodes", "2", "--max-steps", "4", "--targets",
-         "A-changed,A-third"])
+    invariance = load_script("results/transfer/invariance.py", "transfer_invariance")
+    inv_argv = ["--study", str(out), "--work", str(work), "--episodes", "2", "--max-steps", "4", "--targets",
+                "A-changed,A-third"]
+    inv = invariance.main(inv_argv)
     assert set(inv["models"]) == {"pixels", "vae"}
     for per in inv["models"].values():
         assert set(per) == {"A-changed", "A-third"}
@@ -101,9 +100,7 @@ def test_tiny_study_writes_summary_metrics_plot_and_table_and_reuses_them(study,
     cached = sorted((work / "invariance").iterdir())
     assert len(cached) == 2  # one analysis per model, reused on a rerun
     stamps = [c.stat().st_mtime_ns for c in cached]
-    again = load_script("results/transfer/invariance.py", "transfer_invariance").main(
-        ["--study", str(out), "--work", str(work), "--episodes", "2", "--max-steps", "4", "--targets",
-         "A-changed,A-third"])
+    again = invariance.main(inv_argv)
     assert [c.stat().st_mtime_ns for c in cached] == stamps and again["models"] == inv["models"]
 
 
