@@ -91,8 +91,9 @@ class RunConfig:
         _check(self.collect.workers >= 1, "collect.workers", self.collect.workers, "a positive integer")
         _check(self.collect.policy in ("random", "explore"), "collect.policy", self.collect.policy,
                "'random' or 'explore'")
-        _check(self.collect.split != "target", "collect.split", self.collect.split,
-               "a source split: stage-1 data must not contain the target domain")
+        _check(self.collect.split not in ("target", "cam-target", "hard", "cam-hard", "shifted"), "collect.split",
+               self.collect.split, "a source split ('source', 'cam-source'): stage-1 data must not contain the "
+               "target domains")
         _check(self.vision.steps >= 1, "vision.steps", self.vision.steps, "a positive integer")
         _check(self.vision.batch_size >= 2, "vision.batch_size", self.vision.batch_size, "an integer >= 2")
         _check(self.vision.lr > 0, "vision.lr", self.vision.lr, "a positive float")

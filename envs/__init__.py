@@ -24,7 +24,8 @@ if "darla/SeekAvoid-v0" not in gymnasium.registry:
 from envs.dsprites import DSprites  # noqa: E402,F401
 from envs.collect import collect_frames  # noqa: E402,F401
 from envs.domains import (  # noqa: E402,F401
-    Domain, RoomStyle, get_domain, get_split, list_domains, list_splits, load_domains_yaml, resolve_domains,
+    Domain, RoomStyle, get_domain, get_split, is_source_split, list_domains, list_splits, load_domains_yaml,
+    resolve_domains,
 )
 from envs.wrappers import Brightness, ColorTint, HueShift, TextureNoise  # noqa: E402,F401
 from envs.seekavoid_factors import SeekAvoidFactors  # noqa: E402,F401  (registers "seekavoid-factors")

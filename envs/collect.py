@@ -120,16 +120,23 @@ def _room_key(room: Any) -> Any:
 def held_out_domains(domains: Sequence[Any]) -> list[str]:
     """Names of the ``domains`` that must never be rendered into a stage-1 (vision training) dataset.
 
-    Those are (a) any domain showing the object pair of a ``target``-split domain in its room style —
-    DARLA's held-out combination, whatever the nuisances or the domain's name — and (b) any built-in
-    domain of an evaluation split (every split but ``source``, e.g. ``hard``: ``A-third``).
+    Those are (a) any domain showing a target split's held-out combination, whatever its name or other
+    nuisances: the object pair of a ``target`` domain in its room style (DARLA's split), or the object pair
+    of a ``cam-target`` domain in its room style with an overlapping camera-height range (the camera
+    split); and (b) any built-in domain of an evaluation split (every split but the source splits, e.g.
+    ``hard``: ``A-third``).
     """
-    from envs.domains import get_split, list_splits
+    from envs.domains import get_split, is_source_split, list_splits
 
-    combos = [(t.pair, _room_key(t.room)) for t in get_split("target")]
-    evaluation = {d.name: d for s in list_splits() if s != "source" for d in get_split(s)}
+    def overlaps(a, b) -> bool:
+        return a[0] <= b[1] and b[0] <= a[1]
+
+    targets = [(t, False) for t in get_split("target")] + [(t, True) for t in get_split("cam-target")]
+    evaluation = {d.name: d for s in list_splits() if not is_source_split(s) for d in get_split(s)}
     return [d.name for d in domains
-            if (d.pair, _room_key(d.room)) in combos or evaluation.get(d.name) == d]
+            if any(d.pair == t.pair and _room_key(d.room) == _room_key(t.room)
+                   and (not cam or overlaps(d.cam_height, t.cam_height)) for t, cam in targets)
+            or evaluation.get(d.name) == d]
 
 
 def _resolve_request_domains(split: str | None, domains: Any, allow_target: bool) -> tuple[str, list]:
@@ -142,12 +149,13 @@ def _resolve_request_domains(split: str | None, domains: Any, allow_target: bool
     label = spec if isinstance(spec, str) else ",".join(d.name for d in resolved)
     bad = [] if allow_target else held_out_domains(resolved)
     if bad:
-        target = ", ".join(t.name for t in get_split("target"))
+        target = ", ".join(t.name for s in ("target", "cam-target") for t in get_split(s))
         raise ValueError(
-            f"refusing to render {bad} into a stage-1 dataset: they show the held-out target combination "
-            f"(the object pair and room style of the 'target' split: {target}) or belong to an evaluation split, "
-            "and a vision model trained on them would no longer be evaluated zero-shot; collect over the "
-            "'source' split or source domain names instead (allow_target=True makes an analysis-only dataset)"
+            f"refusing to render {bad} into a stage-1 dataset: they show a held-out target combination "
+            f"(the object pair, room style and, for the camera split, camera height of {target}) or belong to "
+            "an evaluation split, and a vision model trained on them would no longer be evaluated zero-shot; "
+            "collect over a source split ('source', 'cam-source') or source domain names instead "
+            "(allow_target=True makes an analysis-only dataset)"
         )
     return label, resolved
 

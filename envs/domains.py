@@ -249,6 +249,7 @@ def get_room_style(name: str) -> RoomStyle:
 
 
 _WARM = (1.0, 0.78, 0.5)
+_HIGH_CAM = (1.85, 1.95)  # 0.4 m above the default camera (1.45-1.55)
 _DOMAINS: dict[str, Domain] = {
     d.name: d
     for d in (
@@ -264,6 +265,13 @@ _DOMAINS: dict[str, Domain] = {
         Domain("A-default-lowcam", "A", "default", cam_height=(1.05, 1.15)),
         Domain("A-third", "A", "third"),
         Domain("A-third-dim-lowcam", "A", "third", light=(0.5, 0.6), cam_height=(1.05, 1.15)),
+        # The camera split: camera height plays the part of the room (results/transfer/camera/). Pixel PPO
+        # trained on the room split keeps its return when the room changes but not when the camera rises.
+        Domain("B-highcam", "B", "default", cam_height=_HIGH_CAM),
+        Domain("A-highcam", "A", "default", cam_height=_HIGH_CAM),
+        Domain("A-highcam-dim", "A", "default", light=(0.5, 0.6), cam_height=_HIGH_CAM),
+        Domain("A-highcam-warm", "A", "default", light_tint=_WARM, cam_height=_HIGH_CAM),
+        Domain("A-highcam-changed", "A", "changed", cam_height=_HIGH_CAM),
     )
 }
 
@@ -272,6 +280,9 @@ _SPLITS: dict[str, tuple[str, ...]] = {
     "target": ("A-changed",),
     "hard": ("A-changed-dim", "A-changed-warm", "A-changed-lowcam", "A-default-lowcam", "A-third",
              "A-third-dim-lowcam"),
+    "cam-source": ("A-default", "B-default", "B-highcam"),
+    "cam-target": ("A-highcam",),
+    "cam-hard": ("A-highcam-dim", "A-highcam-warm", "A-highcam-changed"),
     "shifted": ("A-changed", "A-changed-dim", "A-changed-warm", "A-changed-lowcam", "A-default-warm",
                 "A-default-lowcam", "A-third", "A-third-dim-lowcam"),
 }
@@ -283,8 +294,15 @@ def list_domains() -> list[str]:
 
 
 def list_splits() -> list[str]:
-    """Names of the built-in splits: ``source``, ``target``, ``hard``, ``shifted``."""
+    """Names of the built-in splits: ``source``, ``target``, ``hard``, ``cam-source``, ``cam-target``,
+    ``cam-hard``, ``shifted``."""
     return list(_SPLITS)
+
+
+def is_source_split(name: str) -> bool:
+    """Whether ``name`` is a built-in split to train on (``source``, ``cam-source``); every other built-in
+    split holds evaluation domains that stage-1 data must not contain."""
+    return name in _SPLITS and (name == "source" or name.endswith("-source"))
 
 
 def get_domain(name_or_domain: str | Domain) -> Domain:

@@ -19,6 +19,11 @@ Run from the repository root::
     python results/transfer/run.py --models pixels,ae,dae,vae,beta_vae,beta_vae_dae,beta_tcvae,factor_vae \\
         --seeds 0,1,2,3,4 --work runs/transfer --out results/transfer
 
+``--split camera`` runs the same study on the camera split (``cam-source`` / ``cam-target`` /
+``cam-hard`` of ``envs.domains``: camera height instead of the room style is the shifted factor)::
+
+    python results/transfer/run.py --split camera --seeds 0,1,2,3,4 --work runs/camera --out results/transfer/camera
+
 Any config field can be set as in ``darla run`` (``--set policy.steps=150000``, ``--config FILE``).
 """
 
@@ -45,8 +50,12 @@ log = logging.getLogger("results.transfer")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DEFAULT_MODELS = ("pixels", "ae", "dae", "vae", "beta_vae", "beta_vae_dae", "beta_tcvae", "factor_vae")
-#: The DARLA target domain (pair A in the changed room): the headline target of the study.
+#: The DARLA target domain (pair A in the changed room): the headline target of the room split.
 DARLA_TARGET = "A-changed"
+#: ``--split``: (source split, target split, hard split) of ``envs.domains``. ``room`` is DARLA's split
+#: (the room style is the shifted factor); ``camera`` shifts the camera height instead (pair B is seen
+#: with the camera raised, pair A only at the default height; the target is pair A with the camera raised).
+SPLITS = {"room": ("source", "target", "hard"), "camera": ("cam-source", "cam-target", "cam-hard")}
 #: ``(metric, score key, label)``: the metrics plotted against transfer.
 METRICS = (
     ("beta_vae", "eval_accuracy", "β-VAE score"),
@@ -79,13 +88,14 @@ def group_estimates(evaluation: dict, domains: Sequence[str], n_boot: int = 2000
             "ratio": {"mean": r["ratio"], "ci": r["ci"], "undefined_fraction": r["undefined_fraction"]}}
 
 
-def model_row(evaluation: dict, n_boot: int = 2000) -> dict:
-    """Source, DARLA target, hard targets and per-domain means of one model's ``evaluation.json``."""
+def model_row(evaluation: dict, n_boot: int = 2000, target: str = DARLA_TARGET) -> dict:
+    """Source, the headline ``target``, the other (hard) targets and per-domain means of one model's
+    ``evaluation.json``."""
     source = group_estimates(evaluation, evaluation["source"], n_boot)
-    hard = [d for d in evaluation["target"] if d != DARLA_TARGET]
+    hard = [d for d in evaluation["target"] if d != target]
     return {
         "source": {k: source[k] for k in ("domains", "mean", "ci", "iqm", "iqm_ci", "seed_means")},
-        "target": group_estimates(evaluation, [DARLA_TARGET], n_boot),
+        "target": group_estimates(evaluation, [target], n_boot),
         "hard": group_estimates(evaluation, hard, n_boot),
         "per_domain": {n: {"mean": s["mean"], "ci": s["ci"], "split": s["split"]}
                        for n, s in evaluation["summary"].items()},
@@ -206,10 +216,16 @@ def _learned(steps: list[int | None] | None) -> str:
     return f"{np.median(reached) / 1000:.0f}k ({len(reached)}/{len(steps)})"
 
 
+def headline_target(summary: dict) -> str:
+    """The study's headline target domain (summaries written before ``--split`` existed: ``A-changed``)."""
+    return summary.get("split", {}).get("target_domain", DARLA_TARGET)
+
+
 def markdown_table(summary: dict) -> str:
     """The study's main table: one row per vision model."""
-    head = ["vision", "seeds", "source", f"target ({DARLA_TARGET})", "target/source", "hard targets",
-            "hard/source"] + [label for _, _, label in METRICS] + ["probe source", f"probe {DARLA_TARGET}", "probe hard"]
+    target_name = headline_target(summary)
+    head = ["vision", "seeds", "source", f"target ({target_name})", "target/source", "hard targets",
+            "hard/source"] + [label for _, _, label in METRICS] + ["probe source", f"probe {target_name}", "probe hard"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, row in summary["models"].items():
         cells = [model, str(row["n_seeds"]), _est(row["source"]), _est(row["target"]),
@@ -217,7 +233,7 @@ def markdown_table(summary: dict) -> str:
         for metric, key, _ in METRICS:
             v = metric_value(row.get("metrics"), metric, key)
             cells.append("–" if v is None else f"{v:.2f}")
-        for side, target in (("source", DARLA_TARGET), ("target", DARLA_TARGET), ("target", "hard")):
+        for side, target in (("source", target_name), ("target", target_name), ("target", "hard")):
             v = probe_value(row.get("probe_transfer"), target, side)
             cells.append("–" if v is None else f"{v:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -267,6 +283,7 @@ def metric_vs_transfer_png(summary: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    target_name = headline_target(summary)
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4), sharey=True)
     for ax, (metric, key, label) in zip(axes, METRICS):
         for which, marker, colour in (("target", "o", "tab:blue"), ("hard", "s", "tab:orange")):
@@ -281,7 +298,7 @@ def metric_vs_transfer_png(summary: dict, path: Path) -> Path:
                 # a percentile CI of a ratio whose resamples were partly undefined can miss the point estimate
                 yerr = np.clip(np.nan_to_num([[r["mean"] - lo], [hi - r["mean"]]]), 0, None)
                 ax.errorbar([x], [r["mean"]], yerr=yerr, fmt=marker, color=colour,
-                            capsize=2, label=f"{DARLA_TARGET}" if which == "target" else "hard targets")
+                            capsize=2, label=target_name if which == "target" else "hard targets")
                 ax.annotate(model, (x, r["mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)
         ax.axhline(1.0, color="grey", lw=0.5)
@@ -359,7 +376,12 @@ def run_study(args: argparse.Namespace) -> dict:
     from darla.pipeline import train_stages
     from darla.sweep import PIXELS, Trial, run_sweep, trial_config
 
-    base = load_config(args.config, ["evaluate.domains=source,target,hard", *args.overrides])
+    source_split, target_split, hard_split = SPLITS[args.split]
+    from envs.domains import get_split
+
+    (target_domain,) = (d.name for d in get_split(target_split))
+    base = load_config(args.config, [f"collect.split={source_split}",
+                                     f"evaluate.domains={source_split},{target_split},{hard_split}", *args.overrides])
     sweep_summary = json.loads(run_sweep(base, args.work, models=args.models, seeds=args.seeds, algos=args.algos,
                                          use_ray=False if args.no_ray else None,
                                          progress=args.progress).read_text())
@@ -372,7 +394,7 @@ def run_study(args: argparse.Namespace) -> dict:
         name = model if len(args.algos or [None]) <= 1 else key.replace("/", "-")  # one row per (model, algo)
         evaluation = json.loads((Path(entry["evaluation"]) / "evaluation.json").read_text())
         row = {"model": model, "algo": entry["algo"], "seeds": entry["seeds"], "steps": entry["steps"],
-               "evaluation": _relative(Path(entry["evaluation"])), **model_row(evaluation)}
+               "evaluation": _relative(Path(entry["evaluation"])), **model_row(evaluation, target=target_domain)}
         config = trial_config(base, Trial(model, entry["seeds"][0], entry["algo"]))
         config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, seeds=entry["seeds"]))
         trained = train_stages(config, args.work / "stages", progress=False)  # all reused
@@ -384,9 +406,9 @@ def run_study(args: argparse.Namespace) -> dict:
             row["metrics"] = vision_metrics(trained["vision_dir"] / "model", metrics_dir / f"{model}.json",
                                             args.work / "seekavoid-factors-grid.npy", seed=base.seed)
             if probe_targets is None:
-                probe_targets = {t: probe_frames(args.work, t, t, base.env.obs_size, base.env.layout,
-                                                 frames=args.probe_frames)
-                                 for t in (DARLA_TARGET, "hard")}
+                probe_targets = {name: probe_frames(args.work, spec, spec, base.env.obs_size, base.env.layout,
+                                                    frames=args.probe_frames)
+                                 for name, spec in ((target_domain, target_domain), ("hard", hard_split))}
             from envs.frames import FrameDataset
 
             row["probe_transfer"] = vision_probe_transfer(trained["vision_dir"] / "model",
@@ -397,6 +419,8 @@ def run_study(args: argparse.Namespace) -> dict:
     summary = {
         "command": "python results/transfer/run.py " + " ".join(shlex.quote(a) for a in args.argv),
         "base": base.to_dict(),
+        "split": {"name": args.split, "source": source_split, "target": target_split, "hard": hard_split,
+                  "target_domain": target_domain},
         "vision_seed": base.seed,
         "models": rows,
         "compute_seconds": stage_seconds(used_stages),
@@ -417,6 +441,8 @@ def _csv(kind):
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=_csv(str), default=list(DEFAULT_MODELS))
+    p.add_argument("--split", choices=list(SPLITS), default="room",
+                   help="room: DARLA's split (source / target / hard); camera: cam-source / cam-target / cam-hard")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2, 3, 4], help="policy training seeds")
     p.add_argument("--algos", type=_csv(str), default=None, help="SB3 algorithms (default: the config's, PPO)")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "transfer", help="sweep stage root (outside git)")
@@ -424,7 +450,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", type=Path, default=None, help="base YAML config (default: darla run's defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--probe-frames", type=int, default=4000,
-                   help="frames per frame set (source, A-changed, hard) for the probe-transfer check")
+                   help="frames per frame set (source, the headline target, hard) for the probe-transfer check")
     p.add_argument("--no-ray", action="store_true", help="run the trials one after another")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)

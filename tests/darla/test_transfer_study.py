@@ -39,6 +39,19 @@ def test_model_row_separates_the_darla_target_from_the_hard_targets(study):
     assert row["hard"]["domains"] == ["A-third"] and row["hard"]["ratio"]["mean"] == pytest.approx(0.0)
 
 
+def test_the_headline_target_follows_the_split(study):
+    evaluation = _evaluation()
+    row = study.model_row(evaluation, n_boot=200, target="A-third")  # as --split camera names A-highcam
+    assert row["target"]["domains"] == ["A-third"] and row["hard"]["domains"] == ["A-changed"]
+    summary = {"split": {"target_domain": "A-third"}, "models": {"m": {**row, "n_seeds": 2}}}
+    assert "| vision | seeds | source | target (A-third) |" in study.markdown_table(summary)
+    assert study.headline_target({"models": {}}) == "A-changed"  # summaries written before --split
+    args = study.parse_args(["--split", "camera"])
+    assert study.SPLITS[args.split] == ("cam-source", "cam-target", "cam-hard")
+    with pytest.raises(SystemExit):
+        study.parse_args(["--split", "lighting"])
+
+
 def test_group_estimates_of_unevaluated_domains_is_none(study):
     assert study.group_estimates(_evaluation(), ["A-third-dim-lowcam"]) is None
 

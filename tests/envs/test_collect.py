@@ -14,7 +14,7 @@ import pytest
 
 import envs  # noqa: F401  (headless miniworld, registers the env)
 from envs import collect
-from envs.collect import collect_frames
+from envs.collect import collect_frames, held_out_domains
 from envs.domains import get_domain, get_split
 from envs.frames import FrameDataset
 
@@ -154,11 +154,22 @@ def test_non_empty_foreign_directory_is_refused_untouched(tmp_path):
     # renamed or re-lit copies of the target combination are still the target combination
     {"split": None, "domains": [dataclasses.replace(get_domain("A-changed"), name="A-sneaky")]},
     {"split": None, "domains": ["A-changed-dim"]},
+    # the camera split's held-out combination: pair A in the default room with the camera raised
+    {"split": "cam-target"},
+    {"split": None, "domains": ["B-highcam", dataclasses.replace(get_domain("A-highcam"), name="A-up",
+                                                                 cam_height=(1.8, 1.87))]},
 ])
 def test_refuses_the_target_combination_in_a_source_dataset(tmp_path, kwargs):
     with pytest.raises(ValueError, match="refusing to render .*zero-shot"):
         collect_frames(tmp_path / "d", workers=1, **{**SMALL, "frames": 8, **kwargs})
     assert not (tmp_path / "d").exists()
+
+
+def test_camera_source_split_is_a_stage1_split_and_keeps_the_room_targets_out():
+    assert held_out_domains(get_split("cam-source")) == []
+    assert held_out_domains([get_domain("A-default-lowcam"), get_domain("A-changed")]) == ["A-default-lowcam",
+                                                                                            "A-changed"]
+    assert held_out_domains([dataclasses.replace(get_domain("A-highcam"), name="A-lowish", cam_height=(1.6, 1.7))]) == []
 
 
 def test_allow_target_makes_an_analysis_dataset_that_says_so(tmp_path):

@@ -11,6 +11,7 @@ from envs.domains import (
     dump_domains_yaml,
     get_domain,
     get_split,
+    is_source_split,
     list_domains,
     list_splits,
     load_domains_yaml,
@@ -32,6 +33,23 @@ def test_hard_split_domains_are_shifted_and_not_in_source():
     assert hard and not source & {d.name for d in hard}
     assert any(d.room.name == "third" for d in hard)  # a room style never seen in source
     assert "third" not in {d.room.name for d in get_split("source")}
+
+
+def test_camera_split_holds_out_pair_a_with_the_raised_camera_only():
+    source = get_split("cam-source")
+    (target,) = get_split("cam-target")
+    assert target.name == "A-highcam" and target.room.name == "default"
+    raised = [d for d in source if d.cam_height == target.cam_height]
+    assert [d.pair for d in raised] == ["B"]  # the raised camera is seen, with pair B only
+    assert target.pair in {d.pair for d in source} and min(target.cam_height) > max(source[0].cam_height)
+    hard = get_split("cam-hard")
+    assert hard and all(d.cam_height == target.cam_height and d.pair == "A" for d in hard)
+    assert not {d.name for d in hard} & {d.name for d in source}
+
+
+def test_only_the_source_splits_are_training_splits():
+    assert [s for s in list_splits() if is_source_split(s)] == ["source", "cam-source"]
+    assert not is_source_split("nowhere-source")  # not a built-in split
 
 
 def test_default_and_changed_rooms_have_different_floor_and_wall_colours():
