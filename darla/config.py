@@ -64,6 +64,10 @@ class PolicyConfig:
     seeds: list = field(default_factory=lambda: [0])
     #: extra keyword arguments for the SB3 algorithm
     algo_kwargs: dict = field(default_factory=dict)
+    #: the domains policies train in (a split, domain names or YAML files, like ``collect.split``); empty:
+    #: ``collect.split``. A narrower set than stage 1's lets the vision see variation the policy never sees,
+    #: as in DARLA (vision learns from a set of MDPs, the policy acts in a source domain).
+    domains: str = ""
 
 
 @dataclass
@@ -111,6 +115,11 @@ class RunConfig:
         _check(self.evaluate.episodes >= 1, "evaluate.episodes", self.evaluate.episodes, "a positive integer")
         _check(self.device == "cpu" or self.device.startswith(("cuda", "mps")), "device", self.device,
                "cpu, cuda, cuda:N or mps")
+
+    @property
+    def train_domains(self) -> str:
+        """The domain spec policies train in: ``policy.domains``, or ``collect.split`` when it is empty."""
+        return self.policy.domains or self.collect.split
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -228,8 +228,9 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
     from agents.train import train_policy
     from envs.seekavoid import RENDER_REVISION
 
-    cfg = {"policy": {**asdict(config.policy), "seeds": None}, "seed": seed, "vision": vision_key,
-           "env": asdict(config.env), "train_domains": config.collect.split, "render_revision": RENDER_REVISION}
+    policy = {k: v for k, v in asdict(config.policy).items() if k != "domains"}  # in train_domains
+    cfg = {"policy": {**policy, "seeds": None}, "seed": seed, "vision": vision_key,
+           "env": asdict(config.env), "train_domains": config.train_domains, "render_revision": RENDER_REVISION}
     stage = Stage(run_dir, f"policy-s{seed}", stage_key(cfg))
 
     def fn(d: Path) -> dict:
@@ -239,7 +240,7 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         train_policy(
             env_id=ENV_ID,
-            env_kwargs={**env_kwargs(config), "domain": config.collect.split},
+            env_kwargs={**env_kwargs(config), "domain": config.train_domains},
             vision=str(vision_path) if vision_path else None,
             algo=config.policy.algo,
             mode=config.policy.mode,
@@ -275,22 +276,32 @@ def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], pr
 
 
 def evaluation_domains(config: RunConfig) -> tuple[list, list[str]]:
-    """The domains ``evaluate.domains`` names and the names among them that count as source (the
-    training domains, ``collect.split``); a ``ConfigError`` naming the field if they do not resolve or
-    the source domains are not all evaluated. Called before training, so a typo costs no training."""
+    """The domains ``evaluate.domains`` names and the names among them that count as source (the policies'
+    training domains: ``policy.domains``, else ``collect.split``); a ``ConfigError`` naming the field if
+    they do not resolve, if the policies would train in a held-out target domain, or if the source domains
+    are not all evaluated. Called before training, so a typo costs no training."""
+    from envs.collect import held_out_domains
+
     try:
         domains = resolve_domain_spec(config.evaluate.domains)
     except ValueError as e:
         raise ConfigError(f"config field 'evaluate.domains' = {config.evaluate.domains!r} is invalid: {e}") from None
+    what = "policy.domains" if config.policy.domains else "collect.split"
     try:
-        source = [d.name for d in resolve_domain_spec(config.collect.split)]
+        trained = resolve_domain_spec(config.train_domains)
     except ValueError as e:
-        raise ConfigError(f"config field 'collect.split' = {config.collect.split!r} is invalid: {e}") from None
+        raise ConfigError(f"config field '{what}' = {config.train_domains!r} is invalid: {e}") from None
+    held_out = held_out_domains(trained)
+    if held_out:
+        raise ConfigError(f"config field '{what}' = {config.train_domains!r} is invalid: policies would train in "
+                          f"held-out target domain(s) {', '.join(held_out)} and no longer be evaluated zero-shot; "
+                          "train in a source split or source domain names")
+    source = [d.name for d in trained]
     names = [d.name for d in domains]
     missing = [n for n in source if n not in names]
     if missing:
         raise ConfigError(f"config field 'evaluate.domains' = {config.evaluate.domains!r} lacks the training "
-                          f"domain(s) {', '.join(missing)} (collect.split = {config.collect.split!r}); the "
+                          f"domain(s) {', '.join(missing)} ({what} = {config.train_domains!r}); the "
                           "transfer ratio needs them: add 'source'")
     return domains, source
 

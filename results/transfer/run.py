@@ -52,10 +52,18 @@ REPO = HERE.parent.parent
 DEFAULT_MODELS = ("pixels", "ae", "dae", "vae", "beta_vae", "beta_vae_dae", "beta_tcvae", "factor_vae")
 #: The DARLA target domain (pair A in the changed room): the headline target of the room split.
 DARLA_TARGET = "A-changed"
-#: ``--split``: (source split, target split, hard split) of ``envs.domains``. ``room`` is DARLA's split
-#: (the room style is the shifted factor); ``camera`` shifts the camera height instead (pair B is seen
-#: with the camera raised, pair A only at the default height; the target is pair A with the camera raised).
-SPLITS = {"room": ("source", "target", "hard"), "camera": ("cam-source", "cam-target", "cam-hard")}
+#: ``--split``: stage-1 (and, unless ``policy`` names fewer, policy) source split, target split and hard
+#: split of ``envs.domains``. ``room`` is DARLA's split (the room style is the shifted factor); ``camera``
+#: shifts the camera height instead (pair B is seen with the camera raised, pair A only at the default
+#: height; the target is pair A with the camera raised); ``camera-narrow`` keeps camera's stage 1 but
+#: trains the policies at the default camera height only (A-default, B-default), so only the vision has
+#: seen the raised camera.
+SPLITS = {
+    "room": {"source": "source", "policy": "", "target": "target", "hard": "hard"},
+    "camera": {"source": "cam-source", "policy": "", "target": "cam-target", "hard": "cam-hard"},
+    "camera-narrow": {"source": "cam-source", "policy": "A-default,B-default", "target": "cam-target",
+                      "hard": "cam-hard"},
+}
 #: ``(metric, score key, label)``: the metrics plotted against transfer.
 METRICS = (
     ("beta_vae", "eval_accuracy", "β-VAE score"),
@@ -88,11 +96,12 @@ def group_estimates(evaluation: dict, domains: Sequence[str], n_boot: int = 2000
             "ratio": {"mean": r["ratio"], "ci": r["ci"], "undefined_fraction": r["undefined_fraction"]}}
 
 
-def model_row(evaluation: dict, n_boot: int = 2000, target: str = DARLA_TARGET) -> dict:
-    """Source, the headline ``target``, the other (hard) targets and per-domain means of one model's
-    ``evaluation.json``."""
+def model_row(evaluation: dict, n_boot: int = 2000, target: str = DARLA_TARGET,
+              hard: Sequence[str] | None = None) -> dict:
+    """Source, the headline ``target``, the ``hard`` targets (default: every other target) and per-domain
+    means of one model's ``evaluation.json``."""
     source = group_estimates(evaluation, evaluation["source"], n_boot)
-    hard = [d for d in evaluation["target"] if d != target]
+    hard = [d for d in evaluation["target"] if d != target and (hard is None or d in hard)]
     return {
         "source": {k: source[k] for k in ("domains", "mean", "ci", "iqm", "iqm_ci", "seed_means")},
         "target": group_estimates(evaluation, [target], n_boot),
@@ -376,11 +385,13 @@ def run_study(args: argparse.Namespace) -> dict:
     from darla.pipeline import train_stages
     from darla.sweep import PIXELS, Trial, run_sweep, trial_config
 
-    source_split, target_split, hard_split = SPLITS[args.split]
+    split = SPLITS[args.split]
+    source_split, target_split, hard_split = split["source"], split["target"], split["hard"]
     from envs.domains import get_split
 
     (target_domain,) = (d.name for d in get_split(target_split))
-    base = load_config(args.config, [f"collect.split={source_split}",
+    hard_domains = [d.name for d in get_split(hard_split)]
+    base = load_config(args.config, [f"collect.split={source_split}", f"policy.domains={split['policy']}",
                                      f"evaluate.domains={source_split},{target_split},{hard_split}", *args.overrides])
     sweep_summary = json.loads(run_sweep(base, args.work, models=args.models, seeds=args.seeds, algos=args.algos,
                                          use_ray=False if args.no_ray else None,
@@ -394,7 +405,7 @@ def run_study(args: argparse.Namespace) -> dict:
         name = model if len(args.algos or [None]) <= 1 else key.replace("/", "-")  # one row per (model, algo)
         evaluation = json.loads((Path(entry["evaluation"]) / "evaluation.json").read_text())
         row = {"model": model, "algo": entry["algo"], "seeds": entry["seeds"], "steps": entry["steps"],
-               "evaluation": _relative(Path(entry["evaluation"])), **model_row(evaluation, target=target_domain)}
+               "evaluation": _relative(Path(entry["evaluation"])), **model_row(evaluation, target=target_domain, hard=hard_domains)}
         config = trial_config(base, Trial(model, entry["seeds"][0], entry["algo"]))
         config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, seeds=entry["seeds"]))
         trained = train_stages(config, args.work / "stages", progress=False)  # all reused
@@ -419,8 +430,8 @@ def run_study(args: argparse.Namespace) -> dict:
     summary = {
         "command": "python results/transfer/run.py " + " ".join(shlex.quote(a) for a in args.argv),
         "base": base.to_dict(),
-        "split": {"name": args.split, "source": source_split, "target": target_split, "hard": hard_split,
-                  "target_domain": target_domain},
+        "split": {"name": args.split, "source": source_split, "policy": base.train_domains, "target": target_split,
+                  "hard": hard_split, "target_domain": target_domain},
         "vision_seed": base.seed,
         "models": rows,
         "compute_seconds": stage_seconds(used_stages),
@@ -442,7 +453,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=_csv(str), default=list(DEFAULT_MODELS))
     p.add_argument("--split", choices=list(SPLITS), default="room",
-                   help="room: DARLA's split (source / target / hard); camera: cam-source / cam-target / cam-hard")
+                   help="room: DARLA's split (source / target / hard); camera: cam-source / cam-target / cam-hard; "
+                        "camera-narrow: camera, with policies trained in A-default and B-default only")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2, 3, 4], help="policy training seeds")
     p.add_argument("--algos", type=_csv(str), default=None, help="SB3 algorithms (default: the config's, PPO)")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "transfer", help="sweep stage root (outside git)")

@@ -59,6 +59,40 @@ def test_pixel_policy_key_changes_with_the_training_domains(tmp_path, monkeypatc
     assert _policy_stage_name(tmp_path, monkeypatch, []) == default
 
 
+def test_policies_train_in_policy_domains_and_an_empty_value_keeps_the_old_key(tmp_path, monkeypatch):
+    import agents.train
+    from darla.config import load_config
+    from darla.pipeline import evaluation_domains, train_policy_stage
+
+    default = _policy_stage_name(tmp_path, monkeypatch, [])
+    assert _policy_stage_name(tmp_path, monkeypatch, ["policy.domains="]) == default
+    assert _policy_stage_name(tmp_path, monkeypatch, ["policy.domains=source"]) == default  # same domains, same key
+    narrow = ["collect.split=cam-source", "policy.domains=A-default,B-default"]
+    assert _policy_stage_name(tmp_path, monkeypatch, narrow) != _policy_stage_name(
+        tmp_path, monkeypatch, ["collect.split=cam-source"])
+    calls = []
+    monkeypatch.setattr(agents.train, "train_policy", lambda **kw: calls.append(kw) or kw["out_dir"])
+    config = load_config(None, ["policy.mode=pixels", *narrow, "evaluate.domains=cam-source,cam-target"])
+    train_policy_stage(config, tmp_path / "n", None, "pixels", 0, progress=False)
+    assert calls[0]["env_kwargs"]["domain"] == "A-default,B-default"
+    _, source = evaluation_domains(config)
+    assert source == ["A-default", "B-default"]  # B-highcam is evaluated as a target of these policies
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["policy.domains=A-default,A-highcam"], "held-out target domain(s) A-highcam"),
+    (["policy.domains=A-dfault"], "unknown domain or split 'A-dfault'"),
+    (["policy.domains=A-default,B-highcam"], "lacks the training domain(s) B-highcam (policy.domains"),
+])
+def test_bad_policy_domains_name_the_field(overrides, needle):
+    from darla.config import ConfigError, load_config
+    from darla.pipeline import evaluation_domains
+
+    with pytest.raises(ConfigError, match="policy.domains") as e:
+        evaluation_domains(load_config(None, overrides))
+    assert needle in str(e.value)
+
+
 def test_evaluate_key_changes_when_a_yaml_domain_file_is_edited(tmp_path, monkeypatch):
     import dataclasses
 

@@ -43,11 +43,14 @@ def test_the_headline_target_follows_the_split(study):
     evaluation = _evaluation()
     row = study.model_row(evaluation, n_boot=200, target="A-third")  # as --split camera names A-highcam
     assert row["target"]["domains"] == ["A-third"] and row["hard"]["domains"] == ["A-changed"]
+    only = study.model_row(evaluation, n_boot=200, target="A-third", hard=["A-dim"])  # B-highcam-like extras
+    assert only["hard"] is None  # targets outside the hard split are not lumped into it
     summary = {"split": {"target_domain": "A-third"}, "models": {"m": {**row, "n_seeds": 2}}}
     assert "| vision | seeds | source | target (A-third) |" in study.markdown_table(summary)
     assert study.headline_target({"models": {}}) == "A-changed"  # summaries written before --split
     args = study.parse_args(["--split", "camera"])
-    assert study.SPLITS[args.split] == ("cam-source", "cam-target", "cam-hard")
+    assert study.SPLITS[args.split] == {"source": "cam-source", "policy": "", "target": "cam-target", "hard": "cam-hard"}
+    assert study.SPLITS["camera-narrow"]["policy"] == "A-default,B-default"
     with pytest.raises(SystemExit):
         study.parse_args(["--split", "lighting"])
 
