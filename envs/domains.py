@@ -265,8 +265,8 @@ _DOMAINS: dict[str, Domain] = {
         Domain("A-default-lowcam", "A", "default", cam_height=(1.05, 1.15)),
         Domain("A-third", "A", "third"),
         Domain("A-third-dim-lowcam", "A", "third", light=(0.5, 0.6), cam_height=(1.05, 1.15)),
-        # The camera split: camera height plays the part of the room (results/transfer/camera/). Pixel PPO
-        # trained on the room split keeps its return when the room changes but not when the camera rises.
+        # The camera split: camera height plays the part of the room (results/transfer/camera/ has the study
+        # on it, and on its variant whose policies train at the default height only).
         Domain("B-highcam", "B", "default", cam_height=_HIGH_CAM),
         Domain("A-highcam", "A", "default", cam_height=_HIGH_CAM),
         Domain("A-highcam-dim", "A", "default", light=(0.5, 0.6), cam_height=_HIGH_CAM),
