@@ -1,0 +1,162 @@
+"""Pool the frozen-vision rows of several transfer studies of one split into one metric-vs-transfer
+analysis: every distinct vision checkpoint (a model at a vision seed and settings) is one point.
+
+A single study has one checkpoint per model, so its Spearman ρ between a disentanglement metric and
+transfer rests on five to seven points. The ablations of a split (other vision seeds, β, latent counts;
+each a ``run.py`` study with its own ``--out``) add checkpoints of the same split, evaluated the same
+way. This script reads their ``summary.json`` files, never trains or evaluates anything, and writes
+
+* ``--out/pooled.json``: per point its study, model, vision seed, settings, checkpoint, target and hard
+  ratios (95% CIs) and metrics, and ``rank_correlations`` over the points;
+* ``--out/pooled_metric_vs_transfer.png``: the metric-vs-transfer plot of the points;
+* the ``pooled-table`` section of ``--out/README.md``.
+
+Run from the repository root after the studies, e.g.::
+
+    python results/transfer/pool.py --studies results/transfer/camera results/transfer/camera/vision-seed1 \\
+        results/transfer/camera/ablations/* --out results/transfer/camera
+
+Points share stage-1 frames (and the β-VAE_DAE ablations one DAE), so they are not independent
+samples: read the p-values as descriptive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("results.transfer.pool")
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+TABLE_START = "<!-- pooled-table:start (written by pool.py; edits inside are overwritten) -->"
+TABLE_END = "<!-- pooled-table:end -->"
+#: settings that identify a checkpoint but not what was varied (left out of a point's label)
+HIDDEN_SETTINGS = ("dae_checkpoint",)
+
+
+def _study_module():
+    spec = importlib.util.spec_from_file_location("transfer_study_run", HERE / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def point_label(model: str, vision_seed: int, settings: dict) -> str:
+    """``beta_vae_dae s0 beta=4``: the model, its vision seed and the settings that differ from its defaults."""
+    shown = [f"{k}={v}" for k, v in sorted(settings.items()) if k not in HIDDEN_SETTINGS]
+    return " ".join([model, f"s{vision_seed}", *shown])
+
+
+def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
+    """The frozen-vision rows of ``studies`` keyed by :func:`point_label`, and the split they share.
+
+    :raises FileNotFoundError: a study folder without ``summary.json``.
+    :raises ValueError: studies of different splits, or two different checkpoints with one label.
+    """
+    points: dict[str, dict] = {}
+    split = None
+    seen_checkpoints: dict[str, str] = {}
+    for study in studies:
+        path = Path(study) / "summary.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: pass study folders written by results/transfer/run.py "
+                                    f"(its --out), e.g. --studies results/transfer/camera")
+        summary = json.loads(path.read_text())
+        this_split = summary.get("split", {"name": "room"})
+        if split is None:
+            split = this_split
+        elif this_split.get("name") != split.get("name") or this_split.get("policy") != split.get("policy"):
+            raise ValueError(f"{path} is a study of split {this_split.get('name')!r} (policies in "
+                             f"{this_split.get('policy')!r}), the first study's is {split.get('name')!r} "
+                             f"({split.get('policy')!r}); pool studies of one split only")
+        base_vision = summary["base"]["vision"]
+        for name, row in summary["models"].items():
+            if "metrics" not in row:  # pixels: no vision checkpoint, no metrics
+                continue
+            model = row["model"]
+            settings = dict(base_vision.get("model_config") or {}) if model == base_vision["model"] else {}
+            label = point_label(model, summary["vision_seed"], settings)
+            checkpoint = row.get("vision_checkpoint", f"{path}:{name}")
+            if checkpoint in seen_checkpoints:
+                log.warning("%s: %s is the checkpoint of %s already pooled; kept once", path, name,
+                            seen_checkpoints[checkpoint])
+                continue
+            if label in points:
+                raise ValueError(f"{path}: {name} and {points[label]['study']} are different checkpoints with the "
+                                 f"same label {label!r}; pool each setting once")
+            seen_checkpoints[checkpoint] = label
+            points[label] = {**row, "study": _relative(Path(study)), "vision_seed": summary["vision_seed"],
+                             "settings": settings}
+    if not points:
+        raise ValueError(f"no frozen-vision rows in {[str(s) for s in studies]}: pixels-only studies have no metrics to pool")
+    return points, split
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def markdown_table(points: dict, study) -> str:
+    head = ["point (model, vision seed, settings)", "study", "target/source", "hard/source"] + \
+           [label for _, _, label in study.METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, row in points.items():
+        cells = [label, f"`{row['study']}`", study._est((row.get("target") or {}).get("ratio")),
+                 study._est((row.get("hard") or {}).get("ratio"))]
+        for metric, key, _ in study.METRICS:
+            v = study.metric_value(row.get("metrics"), metric, key)
+            cells.append("–" if v is None else f"{v:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def correlations_table(correlations: dict) -> str:
+    lines = ["| metric vs ratio | Spearman ρ | p | points |", "|---|---|---|---|"]
+    for name, c in correlations.items():
+        lines.append(f"| {name} | {c['rho']:.2f} | {c['p']:.3f} | {c['n_models']} |")
+    return "\n".join(lines) + "\n"
+
+
+def pool(args: argparse.Namespace) -> dict:
+    from darla.report import rewrite_marked_section
+
+    study = _study_module()
+    points, split = load_points(args.studies)
+    pooled = {"command": "python results/transfer/pool.py " + " ".join(shlex.quote(a) for a in args.argv),
+              "split": split, "studies": [_relative(Path(s)) for s in args.studies], "points": points}
+    pooled["rank_correlations"] = study.rank_correlations({"models": points})
+    args.out.mkdir(parents=True, exist_ok=True)
+    study._write_json(args.out / "pooled.json", pooled)
+    study.metric_vs_transfer_png({"split": split, "models": points}, args.out / "pooled_metric_vs_transfer.png")
+    table = markdown_table(points, study) + "\n" + correlations_table(pooled["rank_correlations"])
+    rewrite_marked_section(args.out / "README.md", TABLE_START, TABLE_END, table, default="# Pooled transfer study\n")
+    return pooled
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--studies", type=Path, nargs="+", required=True, help="study folders (run.py --out) of one split")
+    p.add_argument("--out", type=Path, required=True, help="where pooled.json, the plot and README.md go")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sys.path.insert(0, str(REPO))
+    return pool(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

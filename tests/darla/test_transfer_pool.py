@@ -1,0 +1,67 @@
+"""results/transfer/pool.py: pooling the frozen-vision rows of several studies of one split."""
+
+import json
+
+import pytest
+
+from tests.scripts import load_script
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return load_script("results/transfer/pool.py", "transfer_pool")
+
+
+def _row(model, metric, ratio, checkpoint):
+    results = {"dci": {"disentanglement": metric}, "mig": {"mig": 1 - metric}}
+    return {"model": model, "metrics": {"results": results}, "vision_checkpoint": checkpoint,
+            "target": {"ratio": {"mean": ratio, "ci": [ratio - 0.1, ratio + 0.1]}},
+            "hard": {"ratio": {"mean": ratio / 2, "ci": [0.0, ratio]}}}
+
+
+def _study(tmp_path, name, rows, seed=0, base_model="beta_vae_dae", model_config=None, split="camera-narrow"):
+    folder = tmp_path / name
+    folder.mkdir(parents=True)
+    summary = {"split": {"name": split, "policy": ["A-default", "B-default"], "target_domain": "A-highcam"},
+               "base": {"vision": {"model": base_model, "model_config": model_config or {}}},
+               "vision_seed": seed, "models": rows}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_pooled_points_are_labelled_by_seed_and_settings_and_ranked(pool, tmp_path):
+    main = _study(tmp_path, "main", {"pixels": {"model": "pixels", "target": {"ratio": {"mean": 0.9, "ci": [0.8, 1]}}},
+                                     "vae": _row("vae", 0.1, 0.5, "ck/vae0"),
+                                     "beta_vae_dae": _row("beta_vae_dae", 0.3, 0.9, "ck/bvd0")})
+    seed1 = _study(tmp_path, "seed1", {"beta_vae_dae": _row("beta_vae_dae", 0.2, 0.8, "ck/bvd1")}, seed=1)
+    beta = _study(tmp_path, "beta4", {"beta_vae_dae": _row("beta_vae_dae", 0.4, 1.0, "ck/bvd0b4")},
+                  model_config={"beta": 4, "dae_checkpoint": "/runs/x/dae/model"})
+    out = tmp_path / "out"
+    pooled = pool.main(["--studies", str(main), str(seed1), str(beta), "--out", str(out)])
+
+    assert list(pooled["points"]) == ["vae s0", "beta_vae_dae s0", "beta_vae_dae s1", "beta_vae_dae s0 beta=4"]
+    assert pooled["points"]["beta_vae_dae s0 beta=4"]["settings"]["dae_checkpoint"] == "/runs/x/dae/model"
+    rho = pooled["rank_correlations"]["DCI disentanglement vs target/source"]
+    assert rho["n_models"] == 4 and rho["rho"] == pytest.approx(1.0)  # metric and ratio in the same order
+    assert pooled["rank_correlations"]["MIG vs target/source"]["rho"] == pytest.approx(-1.0)
+    saved = json.loads((out / "pooled.json").read_text())
+    assert saved["points"].keys() == pooled["points"].keys() and saved["split"]["name"] == "camera-narrow"
+    assert (out / "pooled_metric_vs_transfer.png").stat().st_size > 0
+    readme = (out / "README.md").read_text()
+    assert "| beta_vae_dae s0 beta=4 |" in readme and "pooled-table:end" in readme
+
+    # the same checkpoint given twice (a study pooled again) counts once
+    again = pool.main(["--studies", str(main), str(main), "--out", str(tmp_path / "again")])
+    assert list(again["points"]) == ["vae s0", "beta_vae_dae s0"]
+
+
+def test_pool_refuses_mixed_splits_and_folders_without_a_summary(pool, tmp_path):
+    camera = _study(tmp_path, "camera", {"vae": _row("vae", 0.1, 0.5, "ck/a")})
+    room = _study(tmp_path, "room", {"vae": _row("vae", 0.1, 0.5, "ck/b")}, split="room")
+    with pytest.raises(ValueError, match="split 'room'.*pool studies of one split only"):
+        pool.main(["--studies", str(camera), str(room), "--out", str(tmp_path / "o")])
+    with pytest.raises(FileNotFoundError, match="summary.json does not exist.*--studies"):
+        pool.main(["--studies", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    other = _study(tmp_path, "other", {"vae": _row("vae", 0.2, 0.6, "ck/c")})
+    with pytest.raises(ValueError, match="same label 'vae s0'"):
+        pool.main(["--studies", str(camera), str(other), "--out", str(tmp_path / "o")])
