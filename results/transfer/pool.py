@@ -49,7 +49,8 @@ def _study_module():
 
 
 def point_label(model: str, vision_seed: int, settings: dict) -> str:
-    """``beta_vae_dae s0 beta=4``: the model, its vision seed and the settings that differ from its defaults."""
+    """``beta_vae_dae s0 beta=4``: the model, its vision seed and the settings that differ from its defaults
+    (``data=…``: stage-1 frames of other domains than the split's source)."""
     shown = [f"{k}={v}" for k, v in sorted(settings.items()) if k not in HIDDEN_SETTINGS]
     return " ".join([model, f"s{vision_seed}", *shown])
 
@@ -82,7 +83,9 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
                 continue
             model = row["model"]
             settings = dict(base_vision.get("model_config") or {}) if model == base_vision["model"] else {}
-            label = point_label(model, summary["vision_seed"], settings)
+            data = summary["base"].get("collect", {}).get("split", this_split.get("source"))
+            label = point_label(model, summary["vision_seed"],
+                                settings if data == this_split.get("source") else {**settings, "data": data})
             checkpoint = row.get("vision_checkpoint", f"{path}:{name}")
             if checkpoint in seen_checkpoints:
                 log.warning("%s: %s is the checkpoint of %s already pooled; kept once", path, name,
@@ -93,7 +96,7 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
                                  f"same label {label!r}; pool each setting once")
             seen_checkpoints[checkpoint] = label
             points[label] = {**row, "study": _relative(Path(study)), "vision_seed": summary["vision_seed"],
-                             "settings": settings}
+                             "settings": settings, "stage1_data": data}
     if not points:
         raise ValueError(f"no frozen-vision rows in {[str(s) for s in studies]}: pixels-only studies have no metrics to pool")
     return points, split

@@ -19,11 +19,14 @@ def _row(model, metric, ratio, checkpoint):
             "hard": {"ratio": {"mean": ratio / 2, "ci": [0.0, ratio]}}}
 
 
-def _study(tmp_path, name, rows, seed=0, base_model="beta_vae_dae", model_config=None, split="camera-narrow"):
+def _study(tmp_path, name, rows, seed=0, base_model="beta_vae_dae", model_config=None, split="camera-narrow",
+           data="cam-source"):
     folder = tmp_path / name
     folder.mkdir(parents=True)
-    summary = {"split": {"name": split, "policy": ["A-default", "B-default"], "target_domain": "A-highcam"},
-               "base": {"vision": {"model": base_model, "model_config": model_config or {}}},
+    summary = {"split": {"name": split, "source": "cam-source", "policy": ["A-default", "B-default"],
+                         "target_domain": "A-highcam"},
+               "base": {"collect": {"split": data},
+                        "vision": {"model": base_model, "model_config": model_config or {}}},
                "vision_seed": seed, "models": rows}
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
@@ -36,13 +39,16 @@ def test_pooled_points_are_labelled_by_seed_and_settings_and_ranked(pool, tmp_pa
     seed1 = _study(tmp_path, "seed1", {"beta_vae_dae": _row("beta_vae_dae", 0.2, 0.8, "ck/bvd1")}, seed=1)
     beta = _study(tmp_path, "beta4", {"beta_vae_dae": _row("beta_vae_dae", 0.4, 1.0, "ck/bvd0b4")},
                   model_config={"beta": 4, "dae_checkpoint": "/runs/x/dae/model"})
+    narrow = _study(tmp_path, "coverage", {"beta_vae_dae": _row("beta_vae_dae", 0.05, 0.4, "ck/bvd0n")},
+                    data="A-default,B-default")  # stage-1 frames without the raised camera
     out = tmp_path / "out"
-    pooled = pool.main(["--studies", str(main), str(seed1), str(beta), "--out", str(out)])
+    pooled = pool.main(["--studies", str(main), str(seed1), str(beta), str(narrow), "--out", str(out)])
 
-    assert list(pooled["points"]) == ["vae s0", "beta_vae_dae s0", "beta_vae_dae s1", "beta_vae_dae s0 beta=4"]
+    assert list(pooled["points"]) == ["vae s0", "beta_vae_dae s0", "beta_vae_dae s1", "beta_vae_dae s0 beta=4",
+                                      "beta_vae_dae s0 data=A-default,B-default"]
     assert pooled["points"]["beta_vae_dae s0 beta=4"]["settings"]["dae_checkpoint"] == "/runs/x/dae/model"
     rho = pooled["rank_correlations"]["DCI disentanglement vs target/source"]
-    assert rho["n_models"] == 4 and rho["rho"] == pytest.approx(1.0)  # metric and ratio in the same order
+    assert rho["n_models"] == 5 and rho["rho"] == pytest.approx(1.0)  # metric and ratio in the same order
     assert pooled["rank_correlations"]["MIG vs target/source"]["rho"] == pytest.approx(-1.0)
     saved = json.loads((out / "pooled.json").read_text())
     assert saved["points"].keys() == pooled["points"].keys() and saved["split"]["name"] == "camera-narrow"
