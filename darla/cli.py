@@ -127,6 +127,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
     p.add_argument("--no-ray", action="store_true", help="run trials sequentially without Ray")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--vision-only", action="store_true",
+                   help="train stage-1 data and the vision models only, no policies (a later sweep reuses them)")
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

@@ -160,7 +160,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     summary = run_sweep(base, args.out, models=split(args.models), seeds=[int(s) for s in split(args.seeds)],
                         algos=split(args.algos) if args.algos else None, address=args.address,
                         use_ray=False if args.no_ray else None, cpus_per_trial=args.cpus_per_trial,
-                        progress=not args.quiet)
+                        progress=not args.quiet, vision_only=args.vision_only)
+    if args.vision_only:
+        print(summary.read_text())
+        print(f"vision stages: {summary} (rerun without --vision-only to train the policies on them)")
+        return 0
     print((summary.parent / "summary.md").read_text())
     print(f"sweep summary: {summary}")
     return 0

@@ -104,8 +104,13 @@ def _run_job(base_dict: dict[str, Any], job: dict[str, Any], stage_root: str) ->
 
 def run_sweep(base: RunConfig, out: str | Path, models: list[str], seeds: list[int], algos: list[str] | None = None,
               address: str | None = None, use_ray: bool | None = None, cpus_per_trial: float = 1.0,
-              progress: bool = True) -> Path:
-    """Train every trial of the grid, evaluate each (model, algo) over its seeds; returns ``summary.json``."""
+              progress: bool = True, vision_only: bool = False) -> Path:
+    """Train every trial of the grid, evaluate each (model, algo) over its seeds; returns ``summary.json``.
+
+    ``vision_only``: stop after stage-1 data and the vision models (no policy trials) and return
+    ``visions.json`` (model → vision stage directory). A later sweep with the same base config reuses them,
+    so the next grid's vision can train while another sweep's policies use the other CPUs.
+    """
     out = Path(out)
     stage_root = out / "stages"
     stage_root.mkdir(parents=True, exist_ok=True)
@@ -126,10 +131,15 @@ def run_sweep(base: RunConfig, out: str | Path, models: list[str], seeds: list[i
         from darla.pipeline import collect_stage
 
         collect_stage(visions[0], stage_root, progress)  # the data key does not depend on the model
+    if vision_only and not visions:
+        raise ValueError(f"--vision-only: models {models} have no vision to train ('{PIXELS}' is end to end); "
+                         "name at least one vision model")
     if ray_ok:
         # Distinct vision models train in parallel (one per CPU slot), then the policy trials.
         _run_on_ray(base, [{"kind": "vision", "model": c.vision.model, "seed": seeds[0], "algo": trials[0].algo}
                            for c in visions], "darla-vision", stage_root, address, cpus_per_trial)
+        if vision_only:
+            return _write_visions(visions, stage_root, out)
         _run_on_ray(base, [{"kind": "trial", **dataclasses.asdict(t)} for t in trials], "darla-sweep", stage_root,
                     address, cpus_per_trial)
     else:
@@ -138,9 +148,18 @@ def run_sweep(base: RunConfig, out: str | Path, models: list[str], seeds: list[i
                         len(trials))
         for c in visions:
             _train_vision(c, stage_root, progress)
+        if vision_only:
+            return _write_visions(visions, stage_root, out)
         for t in trials:
             _run_trial(base.to_dict(), dataclasses.asdict(t), str(stage_root), progress)
     return summarise(base, out, trials, progress)
+
+
+def _write_visions(visions: list[RunConfig], stage_root: Path, out: Path) -> Path:
+    """``visions.json``: each model's vision stage directory (all reused: the sweep just trained them)."""
+    dirs = {c.vision.model: str(_train_vision(c, stage_root, progress=False)) for c in visions}
+    atomic_write_bytes(out / "visions.json", json.dumps(dirs, indent=2).encode())
+    return out / "visions.json"
 
 
 def _ray_available() -> bool:

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +71,28 @@ def test_sequential_sweep_shares_data_and_vision_and_summarises_per_model(tmp_pa
     run_summary = json.loads((tmp_path / "vae-run" / "summary.json").read_text())
     assert run_summary["source"]["mean"] == summary["results"]["vae/ppo"]["source"]["mean"]
     assert (tmp_path / "vae-run" / "report.md").exists() and not (tmp_path / "vae-run" / "stages").exists()
+
+
+def test_vision_only_sweep_trains_data_and_vision_and_a_full_sweep_reuses_them(tmp_path):
+    visions = run_sweep(_tiny_base(), tmp_path, models=["ae"], seeds=[0, 1], use_ray=False, progress=False,
+                        vision_only=True)
+    assert visions.name == "visions.json"
+    ae_dir = Path(json.loads(visions.read_text())["ae"])
+    assert (ae_dir / "DONE.json").exists()
+    stages = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    assert [s.rsplit("-", 1)[0] for s in stages] == ["collect", "vision"]  # no policy stage yet
+    run_sweep(_tiny_base(), tmp_path, models=["ae"], seeds=[0, 1], use_ray=False, progress=False)
+    after = [p.name for p in (tmp_path / "stages").iterdir()]
+    assert sorted(n for n in after if n.startswith(("collect-", "vision-"))) == stages  # reused, none retrained
+    assert sum(n.startswith("policy-") for n in after) == 2
+
+
+def test_vision_only_without_a_vision_model_is_a_clear_error(tmp_path, capsys):
+    from darla.cli import main
+
+    assert main(["-q", "sweep", "--models", "pixels", "--seeds", "0", "--no-ray", "--vision-only",
+                 "--out", str(tmp_path)]) == 2
+    assert "no vision to train" in capsys.readouterr().err
 
 
 def test_empty_seed_list_is_a_clear_error(tmp_path, capsys):
