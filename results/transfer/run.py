@@ -57,9 +57,11 @@ DARLA_TARGET = "A-changed"
 #: shifts the camera height instead (pair B is seen with the camera raised, pair A only at the default
 #: height; the target is pair A with the camera raised); ``camera-narrow`` keeps camera's stage 1 but
 #: trains the policies at the default camera height only (A-default, B-default), so only the vision has
-#: seen the raised camera.
+#: seen the raised camera; ``room-narrow`` does the same for the room split: stage 1 on ``source`` (pair B
+#: in both rooms), policies in A-default and B-default only, so only the vision has seen the changed room.
 SPLITS = {
     "room": {"source": "source", "policy": "", "target": "target", "hard": "hard"},
+    "room-narrow": {"source": "source", "policy": "A-default,B-default", "target": "target", "hard": "hard"},
     "camera": {"source": "cam-source", "policy": "", "target": "cam-target", "hard": "cam-hard"},
     "camera-narrow": {"source": "cam-source", "policy": "A-default,B-default", "target": "cam-target",
                       "hard": "cam-hard"},
@@ -454,7 +456,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", type=_csv(str), default=list(DEFAULT_MODELS))
     p.add_argument("--split", choices=list(SPLITS), default="room",
                    help="room: DARLA's split (source / target / hard); camera: cam-source / cam-target / cam-hard; "
-                        "camera-narrow: camera, with policies trained in A-default and B-default only")
+                        "room-narrow, camera-narrow: room or camera, with policies trained in A-default and "
+                        "B-default only")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2, 3, 4], help="policy training seeds")
     p.add_argument("--algos", type=_csv(str), default=None, help="SB3 algorithms (default: the config's, PPO)")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "transfer", help="sweep stage root (outside git)")

@@ -50,7 +50,8 @@ def test_the_headline_target_follows_the_split(study):
     assert study.headline_target({"models": {}}) == "A-changed"  # summaries written before --split
     args = study.parse_args(["--split", "camera"])
     assert study.SPLITS[args.split] == {"source": "cam-source", "policy": "", "target": "cam-target", "hard": "cam-hard"}
-    assert study.SPLITS["camera-narrow"]["policy"] == "A-default,B-default"
+    assert study.SPLITS["camera-narrow"]["policy"] == study.SPLITS["room-narrow"]["policy"] == "A-default,B-default"
+    assert study.SPLITS["room-narrow"]["source"] == "source"  # stage 1 still sees pair B in the changed room
     with pytest.raises(SystemExit):
         study.parse_args(["--split", "lighting"])
 
