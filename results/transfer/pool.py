@@ -27,7 +27,6 @@ import importlib.util
 import json
 import logging
 import shlex
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -150,15 +149,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--studies", type=Path, nargs="+", required=True, help="study folders (run.py --out) of one split")
     p.add_argument("--out", type=Path, required=True, help="where pooled.json, the plot and README.md go")
-    args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    return args
+    return _study_module().parse_recorded(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sys.path.insert(0, str(REPO))
-    return pool(parse_args(argv))
+    return _study_module().script_main(pool, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -468,15 +468,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="frames per frame set (source, the headline target, hard) for the probe-transfer check")
     p.add_argument("--no-ray", action="store_true", help="run the trials one after another")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    args = p.parse_args(argv)
+    return parse_recorded(p, argv)
+
+
+def parse_recorded(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` and keep it as ``args.argv``: the outputs record the command that wrote them."""
+    args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def script_main(run, args: argparse.Namespace) -> Any:
+    """The results scripts' entry: logging to stderr, the repository importable, then ``run(args)``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, str(REPO))
-    return run_study(parse_args(argv))
+    return run(args)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    return script_main(run_study, parse_args(argv))
 
 
 if __name__ == "__main__":
