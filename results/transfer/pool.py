@@ -23,6 +23,7 @@ samples: read the p-values as descriptive.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import logging
@@ -33,14 +34,15 @@ from pathlib import Path
 log = logging.getLogger("results.transfer.pool")
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 TABLE_START = "<!-- pooled-table:start (written by pool.py; edits inside are overwritten) -->"
 TABLE_END = "<!-- pooled-table:end -->"
 #: settings that identify a checkpoint but not what was varied (left out of a point's label)
 HIDDEN_SETTINGS = ("dae_checkpoint",)
 
 
+@functools.cache
 def _study_module():
+    """``run.py`` (a script, not a package module), loaded once."""
     spec = importlib.util.spec_from_file_location("transfer_study_run", HERE / "run.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -60,6 +62,7 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
     :raises FileNotFoundError: a study folder without ``summary.json``.
     :raises ValueError: studies of different splits, or two different checkpoints with one label.
     """
+    relative = _study_module()._relative
     points: dict[str, dict] = {}
     split = None
     seen_checkpoints: dict[str, str] = {}
@@ -77,12 +80,12 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
                              f"{this_split.get('policy')!r}), the first study's is {split.get('name')!r} "
                              f"({split.get('policy')!r}); pool studies of one split only")
         base_vision = summary["base"]["vision"]
+        data = summary["base"].get("collect", {}).get("split", this_split.get("source"))
         for name, row in summary["models"].items():
             if "metrics" not in row:  # pixels: no vision checkpoint, no metrics
                 continue
             model = row["model"]
             settings = dict(base_vision.get("model_config") or {}) if model == base_vision["model"] else {}
-            data = summary["base"].get("collect", {}).get("split", this_split.get("source"))
             label = point_label(model, summary["vision_seed"],
                                 settings if data == this_split.get("source") else {**settings, "data": data})
             checkpoint = row.get("vision_checkpoint", f"{path}:{name}")
@@ -94,18 +97,12 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
                 raise ValueError(f"{path}: {name} and {points[label]['study']} are different checkpoints with the "
                                  f"same label {label!r}; pool each setting once")
             seen_checkpoints[checkpoint] = label
-            points[label] = {**row, "study": _relative(Path(study)), "vision_seed": summary["vision_seed"],
+            points[label] = {**row, "study": relative(Path(study)), "vision_seed": summary["vision_seed"],
                              "settings": settings, "stage1_data": data}
     if not points:
-        raise ValueError(f"no frozen-vision rows in {[str(s) for s in studies]}: pixels-only studies have no metrics to pool")
+        raise ValueError(f"no frozen-vision rows in {[str(s) for s in studies]}: "
+                         "pixels-only studies have no metrics to pool")
     return points, split
-
-
-def _relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 def markdown_table(points: dict, study) -> str:
@@ -135,7 +132,7 @@ def pool(args: argparse.Namespace) -> dict:
     study = _study_module()
     points, split = load_points(args.studies)
     pooled = {"command": "python results/transfer/pool.py " + " ".join(shlex.quote(a) for a in args.argv),
-              "split": split, "studies": [_relative(Path(s)) for s in args.studies], "points": points}
+              "split": split, "studies": [study._relative(Path(s)) for s in args.studies], "points": points}
     pooled["rank_correlations"] = study.rank_correlations({"models": points})
     args.out.mkdir(parents=True, exist_ok=True)
     study._write_json(args.out / "pooled.json", pooled)
