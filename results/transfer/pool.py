@@ -7,7 +7,9 @@ each a ``run.py`` study with its own ``--out``) add checkpoints of the same spli
 way. This script reads their ``summary.json`` files, never trains or evaluates anything, and writes
 
 * ``--out/pooled.json``: per point its study, model, vision seed, settings, checkpoint, target and hard
-  ratios (95% CIs) and metrics, and ``rank_correlations`` over the points;
+  ratios (95% CIs) and metrics, ``rank_correlations`` over the points, and ``across_vision_seeds``: per
+  model (and setting) trained at several vision seeds, its ratios over those checkpoints with a CI that
+  resamples checkpoints too (:func:`across_vision_seeds`);
 * ``--out/pooled_metric_vs_transfer.png``: the metric-vs-transfer plot of the points;
 * the ``pooled-table`` section of ``--out/README.md``.
 
@@ -31,6 +33,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 log = logging.getLogger("results.transfer.pool")
 
 HERE = Path(__file__).resolve().parent
@@ -52,8 +56,11 @@ def _study_module():
 def point_label(model: str, vision_seed: int, settings: dict) -> str:
     """``beta_vae_dae s0 beta=4``: the model, its vision seed and the settings that differ from its defaults
     (``data=…``: stage-1 frames of other domains than the split's source)."""
-    shown = [f"{k}={v}" for k, v in sorted(settings.items()) if k not in HIDDEN_SETTINGS]
-    return " ".join([model, f"s{vision_seed}", *shown])
+    return " ".join([model, f"s{vision_seed}", *_setting_words(settings)])
+
+
+def _setting_words(settings: dict) -> list[str]:
+    return [f"{k}={v}" for k, v in sorted(settings.items()) if k not in HIDDEN_SETTINGS]
 
 
 def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
@@ -97,12 +104,71 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
                 raise ValueError(f"{path}: {name} and {points[label]['study']} are different checkpoints with the "
                                  f"same label {label!r}; pool each setting once")
             seen_checkpoints[checkpoint] = label
-            points[label] = {**row, "study": relative(Path(study)), "vision_seed": summary["vision_seed"],
+            points[label] = {**row, "study": relative(Path(study)), "row": name, "vision_seed": summary["vision_seed"],
                              "settings": settings, "stage1_data": data}
     if not points:
         raise ValueError(f"no frozen-vision rows in {[str(s) for s in studies]}: "
                          "pixels-only studies have no metrics to pool")
     return points, split
+
+
+def _scores(evaluation: dict, domains: Sequence[str]) -> np.ndarray:
+    """Mean return over ``domains`` per (policy seed, episode), as ``run.py``'s group estimates."""
+    return np.mean([np.asarray(evaluation["returns"][d], dtype=float) for d in domains], axis=0)
+
+
+def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict:
+    """Per model and setting with two or more vision seeds: the target and hard ratios over its checkpoints.
+
+    Each checkpoint is one group of :func:`agents.stats.hierarchical_ratio_ci`: the estimate weighs the
+    checkpoints equally, and the CI resamples checkpoints, then policy seeds and episodes within each.
+    Reads each point's ``evaluation.json`` (copied into its study folder by ``run.py``).
+
+    :raises FileNotFoundError: a study folder without its rows' ``evaluation.json``.
+    """
+    from agents.stats import hierarchical_ratio_ci
+
+    target_domain = _study_module().headline_target({"split": split})
+    groups: dict[str, list[str]] = {}
+    for label, row in points.items():
+        shown = dict(row["settings"])
+        if row["stage1_data"] != split.get("source"):
+            shown["data"] = row["stage1_data"]
+        groups.setdefault(" ".join([row["model"], *_setting_words(shown)]), []).append(label)
+    out = {}
+    for name, labels in groups.items():
+        if len({points[label]["vision_seed"] for label in labels}) < 2:
+            continue
+        evaluations = []
+        for label in labels:
+            path = _study_module().REPO / points[label]["study"] / points[label]["row"] / "evaluation.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} does not exist: {label}'s study was not written by run.py "
+                                        "(it copies each row's evaluation.json into <--out>/<model>/)")
+            evaluations.append(json.loads(path.read_text()))
+        entry = {"points": labels, "vision_seeds": [points[label]["vision_seed"] for label in labels],
+                 "policy_seeds": [len(e["policies"]) for e in evaluations]}
+        hard = (points[labels[0]].get("hard") or {}).get("domains") or []
+        for key, domains in (("target", [target_domain]), ("hard", hard)):
+            if domains and all(all(d in e["returns"] for d in domains) for e in evaluations):
+                entry[key] = hierarchical_ratio_ci([_scores(e, domains) for e in evaluations],
+                                                   [_scores(e, e["source"]) for e in evaluations],
+                                                   n_boot=n_boot, rng=0)
+        out[name] = entry
+    return out
+
+
+def seeds_table(groups: dict) -> str:
+    lines = ["| model (settings) | vision seeds | policy seeds | target/source per checkpoint | target/source, pooled "
+             "[95% CI] | hard/source, pooled [95% CI] |", "|---|---|---|---|---|---|"]
+    for name, g in groups.items():
+        cells = [name, ", ".join(map(str, g["vision_seeds"])), ", ".join(map(str, g["policy_seeds"]))]
+        t, h = g.get("target"), g.get("hard")
+        cells.append(", ".join(f"{r:.2f}" for r in t["group_ratios"]) if t else "–")
+        for e in (t, h):
+            cells.append(f"{e['ratio']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]" if e else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(points: dict, study) -> str:
@@ -134,10 +200,15 @@ def pool(args: argparse.Namespace) -> dict:
     pooled = {"command": "python results/transfer/pool.py " + " ".join(shlex.quote(a) for a in args.argv),
               "split": split, "studies": [study._relative(Path(s)) for s in args.studies], "points": points}
     pooled["rank_correlations"] = study.rank_correlations({"models": points})
+    pooled["across_vision_seeds"] = across_vision_seeds(points, split)
     args.out.mkdir(parents=True, exist_ok=True)
     study._write_json(args.out / "pooled.json", pooled)
     study.metric_vs_transfer_png({"split": split, "models": points}, args.out / "pooled_metric_vs_transfer.png")
     table = markdown_table(points, study) + "\n" + correlations_table(pooled["rank_correlations"])
+    if pooled["across_vision_seeds"]:
+        table += ("\nModels with more than one vision seed: the ratio over their checkpoints (equal weight per "
+                  "checkpoint; the CI resamples checkpoints, then policy seeds and episodes):\n\n"
+                  + seeds_table(pooled["across_vision_seeds"]))
     rewrite_marked_section(args.out / "README.md", TABLE_START, TABLE_END, table, default="# Pooled transfer study\n")
     return pooled
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from agents.stats import bootstrap_ci, iqm, ratio_ci, stratified_bootstrap_ci, summarize
+from agents.stats import bootstrap_ci, hierarchical_ratio_ci, iqm, ratio_ci, stratified_bootstrap_ci, summarize
 
 
 def test_iqm_known_values():
@@ -60,6 +60,27 @@ def test_ratio_ci_is_paired_by_seed_and_episode():
     with pytest.raises(ValueError, match="paired"):
         ratio_ci(source[:, :10], source)
 
+
+
+def test_hierarchical_ratio_ci_carries_the_spread_between_groups():
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0.8, 1.2, size=(5, 40))
+    # two checkpoints that agree: the pooled CI is about as tight as one group's
+    agree = hierarchical_ratio_ci([0.9 * source, 0.9 * source], [source, source], n_boot=2000, rng=0)
+    assert agree["ratio"] == pytest.approx(0.9) and agree["ci"] == pytest.approx([0.9, 0.9])
+    # two that disagree (0.2 and 0.95, each exact within itself): the CI spans both, the estimate sits between
+    apart = hierarchical_ratio_ci([0.2 * source, 0.95 * source], [source, source], n_boot=2000, rng=0)
+    assert apart["group_ratios"] == pytest.approx([0.2, 0.95]) and apart["n_groups"] == 2
+    assert apart["ci"][0] == pytest.approx(0.2, abs=1e-9) and apart["ci"][1] == pytest.approx(0.95, abs=1e-9)
+    assert 0.2 < apart["ratio"] < 0.95
+    # within-group noise still counts: one group of noisy scores gives ratio_ci's two-level interval
+    noisy = rng.permutation((0.5 * source).ravel()).reshape(5, 40)
+    one = hierarchical_ratio_ci([noisy], [source], n_boot=2000, rng=0)
+    assert one["ci"][0] < 0.5 < one["ci"][1]
+    with pytest.raises(ValueError, match="group 1.*paired"):
+        hierarchical_ratio_ci([source, source[:, :10]], [source, source])
+    with pytest.raises(ValueError, match="one source per target group"):
+        hierarchical_ratio_ci([source], [source, source])
 
 def test_ratio_is_undefined_for_a_non_positive_source_return():
     r = ratio_ci(np.ones(10), -np.ones(10), n_boot=100, rng=0)

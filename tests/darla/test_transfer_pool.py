@@ -41,6 +41,8 @@ def test_pooled_points_are_labelled_by_seed_and_settings_and_ranked(pool, tmp_pa
                   model_config={"beta": 4, "dae_checkpoint": "/runs/x/dae/model"})
     narrow = _study(tmp_path, "coverage", {"beta_vae_dae": _row("beta_vae_dae", 0.05, 0.4, "ck/bvd0n")},
                     data="A-default,B-default")  # stage-1 frames without the raised camera
+    _with_evaluation(main, "beta_vae_dae", 0.9, 0.45)  # two vision seeds of one model: their evaluations are read
+    _with_evaluation(seed1, "beta_vae_dae", 0.8, 0.4)
     out = tmp_path / "out"
     pooled = pool.main(["--studies", str(main), str(seed1), str(beta), str(narrow), "--out", str(out)])
 
@@ -71,3 +73,48 @@ def test_pool_refuses_mixed_splits_and_folders_without_a_summary(pool, tmp_path)
     other = _study(tmp_path, "other", {"vae": _row("vae", 0.2, 0.6, "ck/c")})
     with pytest.raises(ValueError, match="same label 'vae s0'"):
         pool.main(["--studies", str(camera), str(other), "--out", str(tmp_path / "o")])
+
+
+def _with_evaluation(folder, name, ratio, hard_ratio, seeds=3):
+    """Write ``folder/name/evaluation.json``: source return 1 everywhere, exact target and hard ratios."""
+    ones = [[1.0] * 8] * seeds
+    returns = {"A-default": ones, "B-default": ones, "A-highcam": [[ratio] * 8] * seeds,
+               "A-highcam-dim": [[hard_ratio] * 8] * seeds}
+    (folder / name).mkdir()
+    (folder / name / "evaluation.json").write_text(json.dumps(
+        {"policies": list(range(seeds)), "source": ["A-default", "B-default"], "returns": returns}))
+
+
+def test_models_with_several_vision_seeds_get_a_ratio_over_their_checkpoints(pool, tmp_path):
+    rows = {}
+    for seed, (vae, bvd) in enumerate([(0.5, 0.95), (0.3, 0.2)]):
+        rows[seed] = {"vae": _row("vae", 0.1, vae, f"ck/vae{seed}"),
+                      "beta_vae_dae": _row("beta_vae_dae", 0.3, bvd, f"ck/bvd{seed}")}
+        for r in rows[seed].values():
+            r["hard"]["domains"] = ["A-highcam-dim"]
+    s0 = _study(tmp_path, "s0", rows[0])
+    s1 = _study(tmp_path, "s1", rows[1], seed=1)
+    beta = _study(tmp_path, "beta4", {"beta_vae_dae": _row("beta_vae_dae", 0.4, 1.0, "ck/b4")}, model_config={"beta": 4})
+    for folder, seed in ((s0, 0), (s1, 1)):
+        _with_evaluation(folder, "vae", [0.5, 0.3][seed], 0.1)
+        _with_evaluation(folder, "beta_vae_dae", [0.95, 0.2][seed], 0.4)
+    summary = json.loads((s0 / "summary.json").read_text())
+    summary["split"]["target_domain"] = "A-highcam"
+    for folder in (s0, s1, beta):
+        (folder / "summary.json").write_text(json.dumps({**json.loads((folder / "summary.json").read_text()),
+                                                         "split": summary["split"]}))
+    out = tmp_path / "out"
+    pooled = pool.main(["--studies", str(s0), str(s1), str(beta), "--out", str(out)])
+
+    groups = pooled["across_vision_seeds"]
+    assert list(groups) == ["vae", "beta_vae_dae"]  # beta=4 has one seed: no pooled ratio
+    bvd = groups["beta_vae_dae"]
+    assert bvd["points"] == ["beta_vae_dae s0", "beta_vae_dae s1"] and bvd["vision_seeds"] == [0, 1]
+    assert bvd["target"]["group_ratios"] == pytest.approx([0.95, 0.2])
+    assert bvd["target"]["ratio"] == pytest.approx(0.575) and bvd["target"]["ci"] == pytest.approx([0.2, 0.95])
+    assert bvd["hard"]["ratio"] == pytest.approx(0.4) and bvd["hard"]["ci"] == pytest.approx([0.4, 0.4])
+    assert "| beta_vae_dae | 0, 1 | 3, 3 | 0.95, 0.20 | 0.57 [0.20, 0.95] |" in (out / "README.md").read_text()
+
+    (s1 / "vae" / "evaluation.json").unlink()
+    with pytest.raises(FileNotFoundError, match="vae s1's study was not written by run.py"):
+        pool.main(["--studies", str(s0), str(s1), "--out", str(out)])
