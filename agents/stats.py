@@ -202,15 +202,15 @@ def hierarchical_ratio_ci(
                              "(same seeds x episodes)")
     g = _rng(rng)
     n = len(pairs)
-    # per group, n_boot resampled (target mean, source mean); then groups are redrawn per resample
-    means = np.empty((2, n, n_boot))
-    for i, (t, s) in enumerate(pairs):
-        rows, cols = _stratified_indices(t.shape, n_boot, "both", g)
-        means[0, i] = t[rows, cols].reshape(n_boot, -1).mean(axis=1)
-        means[1, i] = s[rows, cols].reshape(n_boot, -1).mean(axis=1)
-    drawn = g.integers(0, n, size=(n_boot, n))
-    tb = np.take_along_axis(means[0].T, drawn, axis=1).mean(axis=1)
-    sb = np.take_along_axis(means[1].T, drawn, axis=1).mean(axis=1)
+    drawn = g.integers(0, n, size=(n_boot, n))  # groups redrawn per resample
+    tb, sb = np.zeros(n_boot), np.zeros(n_boot)
+    for slot in range(n):  # each drawn slot gets its own seeds-and-episodes resample of the group it drew
+        for i, (t, s) in enumerate(pairs):
+            hit = np.flatnonzero(drawn[:, slot] == i)
+            if hit.size:
+                rows, cols = _stratified_indices(t.shape, hit.size, "both", g)
+                tb[hit] += t[rows, cols].reshape(hit.size, -1).mean(axis=1) / n
+                sb[hit] += s[rows, cols].reshape(hit.size, -1).mean(axis=1) / n
     ok = sb > 0
     boot = np.where(ok, tb / np.where(ok, sb, 1.0), np.nan)
     t_mean = float(np.mean([t.mean() for t, _ in pairs]))
