@@ -187,8 +187,11 @@ def hierarchical_ratio_ci(
     :func:`ratio_ci`). The estimate gives each group equal weight: mean over groups of their target means,
     over the same of their source means. Each resample draws groups with replacement, then seeds and
     episodes within each drawn group (:func:`ratio_ci`'s ``"both"``), so the CI carries the spread between
-    groups as well as within them. With few groups that spread dominates, as it should: two checkpoints
-    that disagree give a CI spanning both.
+    groups as well as within them.
+
+    With few groups the interval undercovers: the bootstrap cannot reach beyond the groups it has, so with
+    two groups that disagree it is about the range of the two (a 95% interval needs five or more groups).
+    Read it as how far the groups' ratios spread, and report ``n_groups`` next to it.
 
     :return: ``{"ratio", "ci": [low, high], "group_ratios", "n_groups", "undefined_fraction"}``
     """
@@ -196,9 +199,9 @@ def hierarchical_ratio_ci(
         raise ValueError(f"need one source per target group and at least one group, got {len(targets)} target "
                          f"and {len(sources)} source groups")
     pairs = [(_as_matrix(t, "target"), _as_matrix(s, "source")) for t, s in zip(targets, sources)]
-    for g, (t, s) in enumerate(pairs):
+    for i, (t, s) in enumerate(pairs):
         if t.shape != s.shape:
-            raise ValueError(f"group {g}: target {t.shape} and source {s.shape} scores must be paired "
+            raise ValueError(f"group {i}: target {t.shape} and source {s.shape} scores must be paired "
                              "(same seeds x episodes)")
     g = _rng(rng)
     n = len(pairs)

@@ -42,6 +42,10 @@ TABLE_START = "<!-- pooled-table:start (written by pool.py; edits inside are ove
 TABLE_END = "<!-- pooled-table:end -->"
 #: settings that identify a checkpoint but not what was varied (left out of a point's label)
 HIDDEN_SETTINGS = ("dae_checkpoint",)
+#: base-config entries that may differ between the checkpoints of one model pooled across vision seeds (the
+#: seed itself; what a point's label already holds; what does not change a trained stage)
+FREE_BASE_KEYS = (("seed",), ("device",), ("collect", "workers"), ("collect", "split"), ("vision", "model"),
+                  ("vision", "model_config"), ("policy", "seeds"))
 
 
 @functools.cache
@@ -63,8 +67,22 @@ def _setting_words(settings: dict) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(settings.items()) if k not in HIDDEN_SETTINGS]
 
 
+def _base_fingerprint(base: dict) -> str:
+    """The study's base config without :data:`FREE_BASE_KEYS`: two checkpoints of one model are pooled across
+    vision seeds only if their fingerprints (vision steps, policy budget, evaluation, …) are equal."""
+    base = json.loads(json.dumps(base))
+    for *parents, key in FREE_BASE_KEYS:
+        node = base
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(key, None)
+    return json.dumps(base, sort_keys=True)
+
+
 def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
     """The frozen-vision rows of ``studies`` keyed by :func:`point_label`, and the split they share.
+    Each point keeps its row's name in the study (``row``) and the study folder as given (``study_dir``,
+    not written to ``pooled.json``).
 
     :raises FileNotFoundError: a study folder without ``summary.json``.
     :raises ValueError: studies of different splits, or two different checkpoints with one label.
@@ -105,7 +123,8 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
                                  f"same label {label!r}; pool each setting once")
             seen_checkpoints[checkpoint] = label
             points[label] = {**row, "study": relative(Path(study)), "row": name, "vision_seed": summary["vision_seed"],
-                             "settings": settings, "stage1_data": data}
+                             "settings": settings, "stage1_data": data, "study_dir": Path(study),
+                             "config": _base_fingerprint({**summary["base"], "algo": row.get("algo")})}
     if not points:
         raise ValueError(f"no frozen-vision rows in {[str(s) for s in studies]}: "
                          "pixels-only studies have no metrics to pool")
@@ -121,7 +140,10 @@ def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict
     """Per model and setting with two or more vision seeds: the target and hard ratios over its checkpoints.
 
     Each checkpoint is one group of :func:`agents.stats.hierarchical_ratio_ci`: the estimate weighs the
-    checkpoints equally, and the CI resamples checkpoints, then policy seeds and episodes within each.
+    checkpoints equally, and the interval resamples checkpoints, then policy seeds and episodes within each
+    (with two or three checkpoints it is about their range, not a 95% CI). Checkpoints are grouped by
+    model, settings and stage-1 data, and only if their studies' other settings agree
+    (:func:`_base_fingerprint`); a model with several such configurations gets one group per configuration.
     Reads each point's ``evaluation.json`` (copied into its study folder by ``run.py``).
 
     :raises FileNotFoundError: a study folder without its rows' ``evaluation.json``.
@@ -129,19 +151,25 @@ def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict
     from agents.stats import hierarchical_ratio_ci
 
     target_domain = _study_module().headline_target({"split": split})
-    groups: dict[str, list[str]] = {}
+    groups: dict[tuple[str, str], list[str]] = {}
     for label, row in points.items():
         shown = dict(row["settings"])
         if row["stage1_data"] != split.get("source"):
             shown["data"] = row["stage1_data"]
-        groups.setdefault(" ".join([row["model"], *_setting_words(shown)]), []).append(label)
+        groups.setdefault((" ".join([row["model"], *_setting_words(shown)]), row["config"]), []).append(label)
+    configs: dict[str, int] = {}
     out = {}
-    for name, labels in groups.items():
+    for (name, _), labels in groups.items():
+        configs[name] = configs.get(name, 0) + 1
+        if configs[name] > 1:
+            log.warning("%s: studies with other settings (vision steps, policy budget, evaluation, …) than %s's "
+                        "first group; pooled separately as %s (config %d)", labels, name, name, configs[name])
+            name = f"{name} (config {configs[name]})"
         if len({points[label]["vision_seed"] for label in labels}) < 2:
             continue
         evaluations = []
         for label in labels:
-            path = _study_module().REPO / points[label]["study"] / points[label]["row"] / "evaluation.json"
+            path = points[label]["study_dir"] / points[label]["row"] / "evaluation.json"
             if not path.is_file():
                 raise FileNotFoundError(f"{path} does not exist: {label}'s study was not written by run.py "
                                         "(it copies each row's evaluation.json into <--out>/<model>/)")
@@ -149,6 +177,9 @@ def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict
         entry = {"points": labels, "vision_seeds": [points[label]["vision_seed"] for label in labels],
                  "policy_seeds": [len(e["policies"]) for e in evaluations]}
         hard = (points[labels[0]].get("hard") or {}).get("domains") or []
+        if any(((points[label].get("hard") or {}).get("domains") or []) != hard for label in labels):
+            log.warning("%s: the checkpoints' studies name different hard domains; %s is pooled over %s", name,
+                        name, hard)
         for key, domains in (("target", [target_domain]), ("hard", hard)):
             if domains and all(all(d in e["returns"] for d in domains) for e in evaluations):
                 entry[key] = hierarchical_ratio_ci([_scores(e, domains) for e in evaluations],
@@ -160,7 +191,7 @@ def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict
 
 def seeds_table(groups: dict) -> str:
     lines = ["| model (settings) | vision seeds | policy seeds | target/source per checkpoint | target/source, pooled "
-             "[95% CI] | hard/source, pooled [95% CI] |", "|---|---|---|---|---|---|"]
+             "[bootstrap interval] | hard/source, pooled [bootstrap interval] |", "|---|---|---|---|---|---|"]
     for name, g in groups.items():
         cells = [name, ", ".join(map(str, g["vision_seeds"])), ", ".join(map(str, g["policy_seeds"]))]
         t, h = g.get("target"), g.get("hard")
@@ -197,17 +228,20 @@ def pool(args: argparse.Namespace) -> dict:
 
     study = _study_module()
     points, split = load_points(args.studies)
+    across = across_vision_seeds(points, split)
+    points = {label: {k: v for k, v in row.items() if k not in ("study_dir", "config")} for label, row in points.items()}
     pooled = {"command": "python results/transfer/pool.py " + " ".join(shlex.quote(a) for a in args.argv),
               "split": split, "studies": [study._relative(Path(s)) for s in args.studies], "points": points}
     pooled["rank_correlations"] = study.rank_correlations({"models": points})
-    pooled["across_vision_seeds"] = across_vision_seeds(points, split)
+    pooled["across_vision_seeds"] = across
     args.out.mkdir(parents=True, exist_ok=True)
     study._write_json(args.out / "pooled.json", pooled)
     study.metric_vs_transfer_png({"split": split, "models": points}, args.out / "pooled_metric_vs_transfer.png")
     table = markdown_table(points, study) + "\n" + correlations_table(pooled["rank_correlations"])
     if pooled["across_vision_seeds"]:
         table += ("\nModels with more than one vision seed: the ratio over their checkpoints (equal weight per "
-                  "checkpoint; the CI resamples checkpoints, then policy seeds and episodes):\n\n"
+                  "checkpoint). The interval resamples checkpoints, then policy seeds and episodes; with two or "
+                  "three checkpoints it is about their range and undercovers, not a 95% CI:\n\n"
                   + seeds_table(pooled["across_vision_seeds"]))
     rewrite_marked_section(args.out / "README.md", TABLE_START, TABLE_END, table, default="# Pooled transfer study\n")
     return pooled

@@ -77,6 +77,14 @@ def test_hierarchical_ratio_ci_carries_the_spread_between_groups():
     noisy = rng.permutation((0.5 * source).ravel()).reshape(5, 40)
     one = hierarchical_ratio_ci([noisy], [source], n_boot=2000, rng=0)
     assert one["ci"][0] < 0.5 < one["ci"][1]
+    # equal weight per group and a ratio of means: (mean 1.0 + mean 1.0) / (mean 2.0 + mean 1.0), whatever the shapes
+    big, small = np.full((3, 10), 2.0), np.full((5, 40), 1.0)
+    weighted = hierarchical_ratio_ci([0.5 * big, small], [big, small], n_boot=200, rng=0)
+    assert weighted["ratio"] == pytest.approx(2 / 3) and weighted["group_ratios"] == pytest.approx([0.5, 1.0])
+    # two copies of one group: each drawn copy gets its own inner resample, so the interval is ~1/sqrt(2) as wide
+    wide = ratio_ci(noisy, source, n_boot=4000, rng=1)["ci"]
+    twice = hierarchical_ratio_ci([noisy, noisy], [source, source], n_boot=4000, rng=1)["ci"]
+    assert 1.25 < (wide[1] - wide[0]) / (twice[1] - twice[0]) < 1.65
     with pytest.raises(ValueError, match="group 1.*paired"):
         hierarchical_ratio_ci([source, source[:, :10]], [source, source])
     with pytest.raises(ValueError, match="one source per target group"):

@@ -115,6 +115,16 @@ def test_models_with_several_vision_seeds_get_a_ratio_over_their_checkpoints(poo
     assert bvd["hard"]["ratio"] == pytest.approx(0.4) and bvd["hard"]["ci"] == pytest.approx([0.4, 0.4])
     assert "| beta_vae_dae | 0, 1 | 3, 3 | 0.95, 0.20 | 0.57 [0.20, 0.95] |" in (out / "README.md").read_text()
 
+    # a seed-1 study trained with other settings is not pooled with seed 0's checkpoints
+    longer = _study(tmp_path, "longer", {"vae": _row("vae", 0.1, 0.9, "ck/vae1-long")}, seed=1)
+    summary = json.loads((longer / "summary.json").read_text())
+    summary["base"]["vision"]["steps"] = 8000
+    (longer / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="same label 'vae s1'"):  # same label as s1's vae: refused outright
+        pool.main(["--studies", str(s0), str(s1), str(longer), "--out", str(out)])
+    separate = pool.main(["--studies", str(s0), str(longer), "--out", str(out)])
+    assert "vae" not in separate["across_vision_seeds"] and "beta_vae_dae" not in separate["across_vision_seeds"]
+
     (s1 / "vae" / "evaluation.json").unlink()
     with pytest.raises(FileNotFoundError, match="vae s1's study was not written by run.py"):
         pool.main(["--studies", str(s0), str(s1), "--out", str(out)])
