@@ -164,14 +164,20 @@ def ratio_ci(
     rows, cols = _stratified_indices(t.shape, n_boot, resample, _rng(rng))
     tb = t[rows, cols].reshape(n_boot, -1).mean(axis=1)
     sb = s[rows, cols].reshape(n_boot, -1).mean(axis=1)
-    ok = sb > 0
-    boot = np.where(ok, tb / np.where(ok, sb, 1.0), np.nan)
     t_mean, s_mean = float(t.mean()), float(s.mean())
     ratio = t_mean / s_mean if s_mean > 0 else float("nan")
-    lo, hi = _percentiles(boot, ci) if ok.any() else (float("nan"), float("nan"))
+    lo, hi, undefined = _ratio_interval(tb, sb, ci)
     return {"ratio": ratio, "ci": [lo, hi], "target_mean": t_mean, "source_mean": s_mean,
-            "undefined_fraction": float(1 - ok.mean())}
+            "undefined_fraction": undefined}
 
+
+def _ratio_interval(target_boot: np.ndarray, source_boot: np.ndarray, ci: float) -> tuple[float, float, float]:
+    """Percentile interval of resampled ratios ``target_boot / source_boot``; resamples whose source mean is
+    <= 0 are undefined and dropped. :return: ``(low, high, undefined_fraction)``"""
+    ok = source_boot > 0
+    boot = np.where(ok, target_boot / np.where(ok, source_boot, 1.0), np.nan)
+    lo, hi = _percentiles(boot, ci) if ok.any() else (float("nan"), float("nan"))
+    return lo, hi, float(1 - ok.mean())
 
 
 def hierarchical_ratio_ci(
@@ -214,14 +220,13 @@ def hierarchical_ratio_ci(
                 rows, cols = _stratified_indices(t.shape, hit.size, "both", g)
                 tb[hit] += t[rows, cols].reshape(hit.size, -1).mean(axis=1) / n
                 sb[hit] += s[rows, cols].reshape(hit.size, -1).mean(axis=1) / n
-    ok = sb > 0
-    boot = np.where(ok, tb / np.where(ok, sb, 1.0), np.nan)
     t_mean = float(np.mean([t.mean() for t, _ in pairs]))
     s_mean = float(np.mean([s.mean() for _, s in pairs]))
-    lo, hi = _percentiles(boot, ci) if ok.any() else (float("nan"), float("nan"))
+    lo, hi, undefined = _ratio_interval(tb, sb, ci)
     return {"ratio": t_mean / s_mean if s_mean > 0 else float("nan"), "ci": [lo, hi],
             "group_ratios": [float(t.mean() / s.mean()) if s.mean() > 0 else float("nan") for t, s in pairs],
-            "n_groups": n, "undefined_fraction": float(1 - ok.mean())}
+            "n_groups": n, "undefined_fraction": undefined}
+
 
 def summarize(
     scores: np.ndarray, n_boot: int = 10_000, ci: float = 0.95, rng: np.random.Generator | int | None = None

@@ -33,8 +33,6 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 log = logging.getLogger("results.transfer.pool")
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +40,8 @@ TABLE_START = "<!-- pooled-table:start (written by pool.py; edits inside are ove
 TABLE_END = "<!-- pooled-table:end -->"
 #: settings that identify a checkpoint but not what was varied (left out of a point's label)
 HIDDEN_SETTINGS = ("dae_checkpoint",)
+#: a point's entry for what pooling needs but ``pooled.json`` does not hold (machine paths, fingerprints)
+PRIVATE = "_pool"
 #: base-config entries that may differ between the checkpoints of one model pooled across vision seeds (the
 #: seed itself; what a point's label already holds; what does not change a trained stage)
 FREE_BASE_KEYS = (("seed",), ("device",), ("collect", "workers"), ("collect", "split"), ("vision", "model"),
@@ -81,8 +81,9 @@ def _base_fingerprint(base: dict) -> str:
 
 def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
     """The frozen-vision rows of ``studies`` keyed by :func:`point_label`, and the split they share.
-    Each point keeps its row's name in the study (``row``) and the study folder as given (``study_dir``,
-    not written to ``pooled.json``).
+    Each point keeps its row's name in the study (``row``) and, under :data:`PRIVATE` (not written to
+    ``pooled.json``), the study folder as given, its label without the vision seed, and
+    :func:`_base_fingerprint`.
 
     :raises FileNotFoundError: a study folder without ``summary.json``.
     :raises ValueError: studies of different splits, or two different checkpoints with one label.
@@ -111,8 +112,8 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
                 continue
             model = row["model"]
             settings = dict(base_vision.get("model_config") or {}) if model == base_vision["model"] else {}
-            label = point_label(model, summary["vision_seed"],
-                                settings if data == this_split.get("source") else {**settings, "data": data})
+            shown = settings if data == this_split.get("source") else {**settings, "data": data}
+            label = point_label(model, summary["vision_seed"], shown)
             checkpoint = row.get("vision_checkpoint", f"{path}:{name}")
             if checkpoint in seen_checkpoints:
                 log.warning("%s: %s is the checkpoint of %s already pooled; kept once", path, name,
@@ -123,17 +124,13 @@ def load_points(studies: Sequence[Path]) -> tuple[dict, dict]:
                                  f"same label {label!r}; pool each setting once")
             seen_checkpoints[checkpoint] = label
             points[label] = {**row, "study": relative(Path(study)), "row": name, "vision_seed": summary["vision_seed"],
-                             "settings": settings, "stage1_data": data, "study_dir": Path(study),
-                             "config": _base_fingerprint({**summary["base"], "algo": row.get("algo")})}
+                             "settings": settings, "stage1_data": data,
+                             PRIVATE: {"dir": Path(study), "variant": " ".join([model, *_setting_words(shown)]),
+                                       "config": _base_fingerprint({**summary["base"], "algo": row.get("algo")})}}
     if not points:
         raise ValueError(f"no frozen-vision rows in {[str(s) for s in studies]}: "
                          "pixels-only studies have no metrics to pool")
     return points, split
-
-
-def _scores(evaluation: dict, domains: Sequence[str]) -> np.ndarray:
-    """Mean return over ``domains`` per (policy seed, episode), as ``run.py``'s group estimates."""
-    return np.mean([np.asarray(evaluation["returns"][d], dtype=float) for d in domains], axis=0)
 
 
 def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict:
@@ -150,13 +147,11 @@ def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict
     """
     from agents.stats import hierarchical_ratio_ci
 
-    target_domain = _study_module().headline_target({"split": split})
+    study = _study_module()
+    target_domain, scores = study.headline_target({"split": split}), study.domain_scores
     groups: dict[tuple[str, str], list[str]] = {}
     for label, row in points.items():
-        shown = dict(row["settings"])
-        if row["stage1_data"] != split.get("source"):
-            shown["data"] = row["stage1_data"]
-        groups.setdefault((" ".join([row["model"], *_setting_words(shown)]), row["config"]), []).append(label)
+        groups.setdefault((row[PRIVATE]["variant"], row[PRIVATE]["config"]), []).append(label)
     configs: dict[str, int] = {}
     out = {}
     for (name, _), labels in groups.items():
@@ -169,7 +164,7 @@ def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict
             continue
         evaluations = []
         for label in labels:
-            path = points[label]["study_dir"] / points[label]["row"] / "evaluation.json"
+            path = points[label][PRIVATE]["dir"] / points[label]["row"] / "evaluation.json"
             if not path.is_file():
                 raise FileNotFoundError(f"{path} does not exist: {label}'s study was not written by run.py "
                                         "(it copies each row's evaluation.json into <--out>/<model>/)")
@@ -182,8 +177,8 @@ def across_vision_seeds(points: dict, split: dict, n_boot: int = 10_000) -> dict
                         name, hard)
         for key, domains in (("target", [target_domain]), ("hard", hard)):
             if domains and all(all(d in e["returns"] for d in domains) for e in evaluations):
-                entry[key] = hierarchical_ratio_ci([_scores(e, domains) for e in evaluations],
-                                                   [_scores(e, e["source"]) for e in evaluations],
+                entry[key] = hierarchical_ratio_ci([scores(e, domains) for e in evaluations],
+                                                   [scores(e, e["source"]) for e in evaluations],
                                                    n_boot=n_boot, rng=0)
         out[name] = entry
     return out
@@ -229,7 +224,7 @@ def pool(args: argparse.Namespace) -> dict:
     study = _study_module()
     points, split = load_points(args.studies)
     across = across_vision_seeds(points, split)
-    points = {label: {k: v for k, v in row.items() if k not in ("study_dir", "config")} for label, row in points.items()}
+    points = {label: {k: v for k, v in row.items() if k != PRIVATE} for label, row in points.items()}
     pooled = {"command": "python results/transfer/pool.py " + " ".join(shlex.quote(a) for a in args.argv),
               "split": split, "studies": [study._relative(Path(s)) for s in args.studies], "points": points}
     pooled["rank_correlations"] = study.rank_correlations({"models": points})

@@ -79,6 +79,12 @@ TABLE_END = "<!-- transfer-table:end -->"
 
 
 # -- statistics over a group of domains ----------------------------------------------------------------
+def domain_scores(evaluation: dict, domains: Sequence[str]) -> np.ndarray:
+    """Mean return over ``domains`` per (policy seed, episode) of an ``evaluation.json``: episodes are paired
+    across domains (same episode seeds), so the mean keeps the ``(seeds, episodes)`` shape."""
+    return np.mean([np.asarray(evaluation["returns"][d], dtype=float) for d in domains], axis=0)
+
+
 def group_estimates(evaluation: dict, domains: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict | None:
     """Mean return over ``domains`` (per seed and episode, episodes paired across domains) and its
     target/source ratio, with stratified-bootstrap CIs as in ``darla evaluate``; ``None`` if none was
@@ -89,8 +95,8 @@ def group_estimates(evaluation: dict, domains: Sequence[str], n_boot: int = 2000
     if not names:
         return None
     rng = np.random.default_rng(seed)
-    scores = np.mean([np.asarray(evaluation["returns"][n], dtype=float) for n in names], axis=0)
-    source = np.mean([np.asarray(evaluation["returns"][n], dtype=float) for n in evaluation["source"]], axis=0)
+    scores = domain_scores(evaluation, names)
+    source = domain_scores(evaluation, evaluation["source"])
     s = summarize(scores, n_boot=n_boot, rng=rng)
     r = ratio_ci(scores, source, n_boot=n_boot, rng=rng)
     return {"domains": names, "mean": s["mean"], "ci": s["ci"], "iqm": s["iqm"], "iqm_ci": s["iqm_ci"],
