@@ -187,6 +187,8 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
     """The model ``train_vision`` trains: a registry name, or — for the models that learn from more than
     frames — a built model wired to its extra source (``vision`` imports nothing of ``envs``):
 
+    * ``cci_vae``: its capacity schedule fitted to ``vision.steps`` (``set_total_steps``) unless
+      ``model_config`` sets ``c_steps``, so C reaches ``c_max`` by the end of the run;
     * ``dc_ign``: one-factor batches from the ``seekavoid-factors`` dataset at the frames' size;
     * ``icf``: acts in the source domains of SeekAvoid;
     * ``scan``: a ``beta_vae_dae`` trained first on the same frames (its visual primitives; its config
@@ -199,9 +201,14 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
 
     name, mc = config.vision.model, dict(config.vision.model_config)
     size = config.env.obs_size
-    if name not in ("dc_ign", "icf", "scan"):
+    if name not in ("cci_vae", "dc_ign", "icf", "scan"):
         return name
     torch.manual_seed(config.seed)
+    if name == "cci_vae":
+        model = vision.make("cci_vae", image_size=size, channels=3, **mc)
+        if "c_steps" not in mc:
+            model.set_total_steps(config.vision.steps)
+        return model
     if name == "dc_ign":
         model = vision.make("dc_ign", image_size=size, channels=3, **mc)
         model.attach_factor_dataset(factor_dataset("seekavoid-factors", obs_size=size))

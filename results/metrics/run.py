@@ -53,7 +53,7 @@ MODEL_CONFIG = {
     "vae": {},  # β = 1
     "beta_vae": {},  # β = 4 (Higgins et al. 2017, dSprites)
     "beta_tcvae": {},  # β = 6 on the total correlation, α = γ = 1 (Chen et al. 2018); dataset_size set below
-    "factor_vae": {},  # γ = 10, D 6×256 (Kim & Mnih 2018 use γ = 35-40 and 6×1000 on dSprites)
+    "factor_vae": {},  # γ = 35, D 6×1000, full batches for the VAE and D (Kim & Mnih 2018, dSprites)
     "beta_vae_dae": {},  # β = 1 on the DAE feature error, lr 5e-4 (DARLA setting of DESIGN.md)
 }
 SUPERVISED = ("beta_vae", "factor_vae", "mig", "dci", "sap")
