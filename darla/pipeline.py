@@ -189,7 +189,10 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
 
     * ``cci_vae``: its capacity schedule fitted to ``vision.steps`` (``set_total_steps``) unless
       ``model_config`` sets ``c_steps``, so C reaches ``c_max`` by the end of the run;
-    * ``dc_ign``: one-factor batches from the ``seekavoid-factors`` dataset at the frames' size;
+    * ``dc_ign``: one-factor batches from the ``seekavoid-factors`` dataset at the frames' size; unless
+      ``model_config`` names ``factors``, only the extrinsic ones (pose and light,
+      ``vision.models.dc_ign.SEEKAVOID_EXTRINSIC``) get a latent, so its intrinsic batches (floor, wall,
+      object vary; pose and light fixed) come from the dataset as in Kulkarni et al. 2015;
     * ``icf``: acts in the source domains of SeekAvoid;
     * ``scan``: a ``beta_vae_dae`` trained first on the same frames (its visual primitives; its config
       overrides under ``model_config.visual``), then the symbol VAE grounded on ``seekavoid-factors`` labels.
@@ -210,6 +213,9 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
             model.set_total_steps(config.vision.steps)
         return model
     if name == "dc_ign":
+        from vision.models.dc_ign import SEEKAVOID_EXTRINSIC
+
+        mc.setdefault("factors", list(SEEKAVOID_EXTRINSIC))
         model = vision.make("dc_ign", image_size=size, channels=3, **mc)
         model.attach_factor_dataset(factor_dataset("seekavoid-factors", obs_size=size))
         return model
