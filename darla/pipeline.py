@@ -195,7 +195,8 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
       object vary; pose and light fixed) come from the dataset as in Kulkarni et al. 2015;
     * ``icf``: acts in the source domains of SeekAvoid;
     * ``scan``: a ``beta_vae_dae`` trained first on the same frames (its visual primitives; its config
-      overrides under ``model_config.visual``), then the symbol VAE grounded on ``seekavoid-factors`` labels.
+      overrides under ``model_config.visual``), then the symbol VAE grounded on ``seekavoid-factors`` labels,
+      its recombination operator ω trained from ``vision.steps // 2`` on (``recombination_start``).
     """
     import torch
 
@@ -232,6 +233,8 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
                               batch_size=config.vision.batch_size, lr=config.vision.lr, seed=config.seed,
                               device=config.device, dae_steps=config.vision.dae_steps, progress=progress,
                               config=mc.pop("visual", {}))
+    # ω (the learnt recombination operator) trains on the second half, on a settled symbol VAE
+    mc.setdefault("recombination_start", config.vision.steps // 2)
     return SCAN.for_dataset(vision.load(visual_dir), factor_dataset("seekavoid-factors", obs_size=size),
                             visual_checkpoint=str(visual_dir), **mc)
 

@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vision.base import ConfigError, VisionConfig, VisionModel, register, to_tensor
