@@ -187,10 +187,19 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
     """The model ``train_vision`` trains: a registry name, or — for the models that learn from more than
     frames — a built model wired to its extra source (``vision`` imports nothing of ``envs``):
 
-    * ``dc_ign``: one-factor batches from the ``seekavoid-factors`` dataset at the frames' size;
+    * ``cci_vae``: its capacity schedule fitted to ``vision.steps`` (``set_total_steps``) unless
+      ``model_config`` sets ``c_steps``, so C reaches ``c_max`` by the end of the run;
+    * ``dc_ign``: one-factor batches from the ``seekavoid-factors`` dataset at the frames' size; unless
+      ``model_config`` names ``factors``, only the extrinsic ones (pose and light,
+      ``vision.models.dc_ign.SEEKAVOID_EXTRINSIC``) get a latent, so its intrinsic batches (floor, wall,
+      object vary; pose and light fixed) come from the dataset as in Kulkarni et al. 2015;
+    * ``disbm``: correspondence pairs for its manifold regulariser from ``seekavoid-factors`` (h = pose
+      and light, m = floor, wall, object; Reed et al. 2014 §3.2) unless ``model_config`` names
+      ``m_factors``/``h_factors`` or sets ``manifold_weight`` to 0;
     * ``icf``: acts in the source domains of SeekAvoid;
     * ``scan``: a ``beta_vae_dae`` trained first on the same frames (its visual primitives; its config
-      overrides under ``model_config.visual``), then the symbol VAE grounded on ``seekavoid-factors`` labels.
+      overrides under ``model_config.visual``), then the symbol VAE grounded on ``seekavoid-factors`` labels,
+      its recombination operator ω trained from ``vision.steps // 2`` on (``recombination_start``).
     """
     import torch
 
@@ -199,10 +208,29 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
 
     name, mc = config.vision.model, dict(config.vision.model_config)
     size = config.env.obs_size
-    if name not in ("dc_ign", "icf", "scan"):
+    if name not in ("cci_vae", "dc_ign", "disbm", "icf", "scan"):
         return name
     torch.manual_seed(config.seed)
+    if name == "cci_vae":
+        model = vision.make("cci_vae", image_size=size, channels=3, **mc)
+        if "c_steps" not in mc:
+            model.set_total_steps(config.vision.steps)
+        return model
+    if name == "disbm":
+        from vision.models.dc_ign import SEEKAVOID_EXTRINSIC
+
+        if mc.get("manifold_weight", 1.0) == 0:
+            return vision.make("disbm", image_size=size, channels=3, **mc)
+        if not mc.get("m_factors") and not mc.get("h_factors"):
+            mc["h_factors"] = list(SEEKAVOID_EXTRINSIC)
+            mc["m_factors"] = ["floor", "wall", "object"]
+        model = vision.make("disbm", image_size=size, channels=3, **mc)
+        model.attach_factor_dataset(factor_dataset("seekavoid-factors", obs_size=size))
+        return model
     if name == "dc_ign":
+        from vision.models.dc_ign import SEEKAVOID_EXTRINSIC
+
+        mc.setdefault("factors", list(SEEKAVOID_EXTRINSIC))
         model = vision.make("dc_ign", image_size=size, channels=3, **mc)
         model.attach_factor_dataset(factor_dataset("seekavoid-factors", obs_size=size))
         return model
@@ -219,6 +247,8 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
                               batch_size=config.vision.batch_size, lr=config.vision.lr, seed=config.seed,
                               device=config.device, dae_steps=config.vision.dae_steps, progress=progress,
                               config=mc.pop("visual", {}))
+    # ω (the learnt recombination operator) trains on the second half, on a settled symbol VAE
+    mc.setdefault("recombination_start", config.vision.steps // 2)
     return SCAN.for_dataset(vision.load(visual_dir), factor_dataset("seekavoid-factors", obs_size=size),
                             visual_checkpoint=str(visual_dir), **mc)
 

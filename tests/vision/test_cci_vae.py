@@ -71,3 +71,60 @@ def test_kl_is_pulled_towards_capacity_not_zero():
 def test_bad_config_fails_naming_the_field(override, field):
     with pytest.raises(vision.ConfigError, match=field):
         vision.make("cci_vae", **override)
+
+
+def test_paper_defaults_start_capacity_from_zero():
+    c = vision.make("cci_vae").config
+    assert (c.gamma, c.c_start, c.c_max, c.c_steps) == (1000.0, 0.0, 25.0, 100_000)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7, 40, 4000, 300_000])
+def test_set_total_steps_makes_c_reach_c_max_at_the_last_update_of_any_run(steps):
+    model = vision.make("cci_vae", image_size=16, latents=4)
+    model.set_total_steps(steps)
+    model.global_step.fill_(steps - 1)  # the last update of the run reads C here
+    assert model.capacity() == pytest.approx(25.0)
+    if steps > 2:
+        model.global_step.fill_(0)
+        assert model.capacity() == pytest.approx(0.0)
+        model.global_step.fill_(steps // 2)
+        assert 0.0 < model.capacity() < 25.0
+
+
+def test_capacity_fraction_reaches_c_max_earlier_and_holds():
+    model = vision.make("cci_vae", image_size=16, latents=4, capacity_fraction=0.5)
+    model.set_total_steps(101)
+    model.global_step.fill_(50)
+    assert model.capacity() == pytest.approx(25.0)
+    model.global_step.fill_(25)
+    assert model.capacity() == pytest.approx(12.5)
+
+
+def test_a_short_training_run_ends_at_c_max(tmp_path, frames16):
+    # The real loop: a 6-step run whose model had its schedule fitted ends with C = c_max.
+    from vision.train import train_vision
+
+    model = vision.make("cci_vae", image_size=16, latents=4, c_max=5.0)
+    model.set_total_steps(6)
+    out = train_vision(model, frames16, tmp_path / "run", steps=6, batch_size=4, progress=False, probe=False)
+    loaded = vision.load(out)
+    assert int(loaded.global_step) == 6 and loaded.config.c_steps == 5
+    assert loaded.capacity() == pytest.approx(5.0)
+
+
+def test_pipeline_fits_the_schedule_to_vision_steps(tmp_path):
+    from darla.config import from_dict
+    from darla.pipeline import build_vision_model
+
+    cfg = from_dict({"env": {"obs_size": 16}, "vision": {"model": "cci_vae", "steps": 4000}})
+    model = build_vision_model(cfg, None, tmp_path)
+    model.global_step.fill_(3999)
+    assert model.capacity() == pytest.approx(model.config.c_max)
+    explicit = from_dict({"env": {"obs_size": 16},
+                                    "vision": {"model": "cci_vae", "steps": 4000, "model_config": {"c_steps": 123}}})
+    assert build_vision_model(explicit, None, tmp_path).config.c_steps == 123
+
+
+def test_set_total_steps_rejects_a_non_positive_length():
+    with pytest.raises(ValueError, match="positive int"):
+        vision.make("cci_vae").set_total_steps(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,58 @@ def test_wrong_image_shape_and_bad_bm_size_are_named():
         tiny().features(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ConfigError, match="bm_size"):
         vision.make("disbm", image_size=16, bm_size=12)
+
+
+def _group_distances(model, group, rng, n=64):
+    a, p, q = model.correspondence_pairs(group, n, rng)
+    with torch.no_grad():
+        m, h = model.posterior(model.visible(to_tensor(model.dataset.images(np.concatenate([a, p, q])))))
+    code = (m if group == "m" else h).view(3, n, -1)
+    return float((code[0] - code[1]).norm(dim=1).mean()), float((code[0] - code[2]).norm(dim=1).mean())
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.0])
+def test_manifold_regulariser_makes_each_group_encode_its_own_factors(frames16, weight):
+    # Reed et al. 2014 §3.2: h is pulled together on pairs sharing pose ("left" here) and pushed apart
+    # on pairs that differ; m likewise on identity ("right"). Without it (weight 0) nothing ties h to
+    # "left": pairs that share it are barely closer than pairs that do not.
+    from tests.vision.test_dc_ign import Panels
+
+    torch.manual_seed(0)
+    model = vision.make("disbm", image_size=16, bm_size=8, n_m=4, n_h=4, n_factors=16, lr=3e-3,
+                        h_factors=["left"], m_factors=["right"], manifold_weight=weight)
+    model.attach_factor_dataset(Panels())
+    opts = model.configure_optimizers()
+    x = to_tensor(Panels().images(Panels().sample_factors(32, np.random.default_rng(0))))
+    for _ in range(150):
+        logs = model.train_step(x, opts)
+    rng = np.random.default_rng(5)
+    ratios = {g: np.divide(*_group_distances(model, g, rng)) for g in ("h", "m")}
+    if weight:
+        assert {"manifold_m", "manifold_h"} <= set(logs)
+        assert ratios["h"] < 0.5 and ratios["m"] < 0.5, ratios
+    else:
+        assert ratios["h"] > 0.5 or ratios["m"] > 0.5, ratios
+
+
+def test_correspondence_pairs_share_exactly_the_groups_factors():
+    from tests.vision.test_dc_ign import Panels
+
+    model = tiny(h_factors=["left"], m_factors=["right", "stripe"])
+    model.attach_factor_dataset(Panels())
+    a, p, q = model.correspondence_pairs("m", 200, np.random.default_rng(0))
+    assert (a[:, 1:] == p[:, 1:]).all() and (a[:, 0] != p[:, 0]).any()
+    assert ((a[:, 1:] != q[:, 1:]).any(1)).all()
+    with pytest.raises(ValueError, match="valid: left, right, stripe"):
+        tiny(h_factors=["pose"]).attach_factor_dataset(Panels())
+
+
+def test_pipeline_attaches_seekavoid_pairs(tmp_path):
+    from darla.config import from_dict
+    from darla.pipeline import build_vision_model
+
+    cfg = from_dict({"env": {"obs_size": 16}, "vision": {"model": "disbm", "steps": 2,
+                                                         "model_config": {"bm_size": 8}}})
+    model = build_vision_model(cfg, None, tmp_path)
+    assert model.config.h_factors == ("lateral", "depth", "heading", "light")
+    assert model.config.m_factors == ("floor", "wall", "object") and model.dataset is not None

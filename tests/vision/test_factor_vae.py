@@ -6,6 +6,7 @@ import torch
 import vision
 from tests.vision.conftest import squares_batch
 from vision.models.factor_vae import FactorVAE, permute_dims
+from vision.nets import reparameterize
 
 
 def _model(**overrides) -> FactorVAE:
@@ -152,10 +153,51 @@ def test_save_load_keeps_features_and_discriminator(tmp_path):
     assert int(loaded.global_step) == 1
 
 
-def test_train_step_refuses_a_batch_too_small_to_split():
+def test_train_step_refuses_a_batch_too_small_to_permute():
     model = _model()
-    with pytest.raises(ValueError, match=">= 4"):
-        model.train_step(squares_batch(3), model.configure_optimizers())
+    with pytest.raises(ValueError, match=">= 2"):
+        model.train_step(squares_batch(1), model.configure_optimizers())
+
+
+def test_vae_and_discriminator_each_see_a_full_batch_and_d_permutes_a_second_batch():
+    # Kim & Mnih 2018, Algorithm 2: the VAE's loss uses all B images, D sees the B z's of that batch
+    # (label q(z)) and B permuted z's of a *second* batch (label q̄(z)): here the previous call's batch.
+    torch.manual_seed(0)
+    model = _model()
+    opts = model.configure_optimizers()
+    seen = {"vae": [], "disc": []}
+    terms, disc = model._vae_terms, model.discriminator_loss
+
+    def spy_terms(x):
+        seen["vae"].append(x.shape[0])
+        return terms(x)
+
+    def spy_disc(z, z_other):
+        seen["disc"].append((z.shape[0], z_other.clone()))
+        return disc(z, z_other)
+
+    model._vae_terms, model.discriminator_loss = spy_terms, spy_disc
+    first, second = squares_batch(8), squares_batch(8).flip(0) * 0.5
+    model.train_step(first, opts)
+    with torch.no_grad():  # the z's D will permute at the second step: `first` through the current encoder
+        torch.manual_seed(7)
+        expected = reparameterize(*model.encode(first))
+    torch.manual_seed(7)
+    model.train_step(second, opts)
+    assert seen["vae"] == [8, 8]
+    assert [n for n, _ in seen["disc"]] == [8, 8]
+    torch.testing.assert_close(seen["disc"][1][1], expected)  # the first batch's z's, not the second's
+
+
+def test_paper_defaults():
+    c = vision.make("factor_vae").config
+    assert (c.gamma, c.disc_hidden, c.disc_layers, c.disc_lr, c.disc_beta1, c.disc_beta2, c.lr) == (
+        35.0, 1000, 6, 1e-4, 0.5, 0.9, 1e-4)
+    model = vision.make("factor_vae", latents=10)
+    linears = [m for m in model.discriminator.net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(10, 1000)] + [(1000, 1000)] * 4 + [(1000, 2)]
+    slopes = {m.negative_slope for m in model.discriminator.net if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.2}
 
 
 def test_train_step_refuses_a_single_optimiser():

@@ -8,7 +8,7 @@ import torch
 
 import vision
 from vision.base import ConfigError
-from vision.models.icf import selectivity
+from vision.models.icf import selectivity, selectivity_all
 
 
 class Discrete:
@@ -82,3 +82,30 @@ def test_save_load_gives_identical_features(frames16, tmp_path):
     x = vision.to_tensor(frames16[:4])
     with torch.no_grad():
         torch.testing.assert_close(model.features(x), vision.load(tmp_path / "icf").features(x))
+
+
+def test_selectivity_term_sums_over_every_unit_not_one_drawn_unit():
+    # Thomas et al. 2017, eq. 2: −λ Σ_k E_s[Σ_a π_k(a|s) log sel(s, a, k)]. With uniform policies every
+    # importance weight is 1, so the term is −mean_b Σ_k log sel(s, a, k), whichever unit acted.
+    torch.manual_seed(0)
+    model = vision.make("icf", image_size=16, latents=3, n_actions=4)
+    with torch.no_grad():
+        last = model.policies[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+    env = DotEnv()
+    s = vision.to_tensor(np.stack([env.reset(seed=i)[0] for i in range(6)]))
+    a = torch.tensor([0, 1, 2, 3, 0, 1])
+    s_next = vision.to_tensor(np.stack([(env.reset(seed=i), env.step(int(a[i]))[0])[1] for i in range(6)]))
+    with torch.no_grad():
+        sel = selectivity_all(model.encoder(s), model.encoder(s_next))
+    expected = -torch.log(sel + 1e-6).sum(1).mean()
+    for k in (torch.zeros(6, dtype=torch.long), torch.full((6,), 2, dtype=torch.long)):
+        terms = model.selectivity_terms(s, k, a, s_next)
+        torch.testing.assert_close(terms["sel_loss"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_selectivity_all_rows_are_shares_of_the_change():
+    f_s = torch.tensor([[0.0, 0.0, 0.0]])
+    f_next = torch.tensor([[3.0, 1.0, 0.0]])
+    torch.testing.assert_close(selectivity_all(f_s, f_next), torch.tensor([[0.75, 0.25, 0.0]]), atol=1e-5, rtol=0)

@@ -47,13 +47,47 @@ def test_duplicated_code_scores_zero(samples):
 
 
 @pytest.mark.parametrize("classifier", ["svm", "tree"])
-def test_invariant_to_permuting_and_rescaling_codes(samples, classifier):
+def test_standardized_variant_is_invariant_to_permuting_and_rescaling_codes(samples, classifier):
     rng = np.random.default_rng(3)
     codes = samples + rng.normal(0, 0.5, size=samples.shape)
-    base = sap_score_matrix(*_split(codes, samples), classifier=classifier)
+    base = sap_score_matrix(*_split(codes, samples), classifier=classifier, standardize=True)
     perm = [2, 0, 1]
-    moved = sap_score_matrix(*_split(codes[:, perm] * np.array([50.0, 0.02, 3.0]), samples), classifier=classifier)
+    moved = sap_score_matrix(*_split(codes[:, perm] * np.array([50.0, 0.02, 3.0]), samples), classifier=classifier,
+                             standardize=True)
     np.testing.assert_allclose(moved, base[perm], atol=2e-3)
+
+
+def _dlib_score_matrix(mus, ys, mus_test, ys_test):
+    """disentanglement_lib's discrete SAP score matrix, written out: one LinearSVC(C=0.01, balanced) per
+    (code, factor) on the raw code value, accuracy on the test split."""
+    from sklearn.svm import LinearSVC
+
+    out = np.zeros((mus.shape[1], ys.shape[1]))
+    for i in range(mus.shape[1]):
+        for j in range(ys.shape[1]):
+            clf = LinearSVC(C=0.01, class_weight="balanced", random_state=0).fit(mus[:, i:i + 1], ys[:, j])
+            out[i, j] = np.mean(clf.predict(mus_test[:, i:i + 1]) == ys_test[:, j])
+    return out
+
+
+def test_default_matches_disentanglement_lib_on_raw_codes(samples):
+    # Near-perfect codes on a small scale: the raw SVM (dlib) and the standardised variant disagree here,
+    # and the default must be dlib's.
+    rng = np.random.default_rng(4)
+    codes = 0.05 * (samples + rng.normal(0, 0.3, size=samples.shape))
+    split = _split(codes, samples)
+    ours = sap_score_matrix(*split)
+    np.testing.assert_allclose(ours, _dlib_score_matrix(*split), atol=1e-12)
+    standardized = sap_score_matrix(*split, standardize=True)
+    assert np.abs(standardized - ours).max() > 0.05
+    assert sap_from_codes(*split)["sap"] == pytest.approx(sap_from_score_matrix(_dlib_score_matrix(*split)))
+
+
+def test_default_svm_score_depends_on_code_scale_like_dlib(samples):
+    codes = samples.astype(float)
+    split_big, split_small = _split(codes, samples), _split(codes * 1e-3, samples)
+    assert not np.allclose(sap_score_matrix(*split_big), sap_score_matrix(*split_small))
+    np.testing.assert_allclose(sap_score_matrix(*split_small), _dlib_score_matrix(*split_small), atol=1e-12)
 
 
 def test_constant_code_dimension_scores_zero(samples):

@@ -38,6 +38,21 @@ def test_low_kl_latents_are_ignored():
     assert filtered == pytest.approx(0.9, abs=1e-6) and without < filtered
 
 
+def test_models_without_kl_can_drop_inactive_latents_by_relative_variance():
+    # A deterministic code with a near-dead extra latent (variance 1e-6 of the others): kept by default
+    # (it matches nothing and lowers the score), dropped by the active-units filter; a model with a KL
+    # vector next to it still uses the KL filter.
+    dead = np.c_[SOURCES, 1e-3 * RNG.normal(size=(500, 1))]
+    other = SOURCES[:, [1, 0, 2, 3]]
+    kept = udr_from_codes([dead, other])["udr"]
+    active = udr_from_codes([dead, other], activity_threshold=0.01)["udr"]
+    assert active == pytest.approx(0.9, abs=1e-6) and kept < active
+    mixed = udr_from_codes([dead, other], kl=[None, np.ones(4)], activity_threshold=0.01)["udr"]
+    assert mixed == pytest.approx(active)
+    with pytest.raises(ValueError, match="activity_threshold"):
+        udr_from_codes([dead, other], activity_threshold=1.5)
+
+
 def test_dataset_and_observation_inputs_give_the_same_kind_of_answer():
     data = IdentityFactorData((4, 6, 8))
     out = udr(data, [identity_representation, lambda x: identity_representation(x)[:, ::-1] * 3.0],

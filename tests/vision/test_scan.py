@@ -1,4 +1,5 @@
-"""SCAN: closed-form recombination operators, grounding, img2sym / sym2img on a stub visual model."""
+"""SCAN: the learnt recombination operator ω and the closed-form alternative, grounding, img2sym /
+sym2img on a stub visual model."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from torch import nn
 import vision
 from vision.base import ConfigError
 from vision.models.scan import (
+    OPERATORS,
     SCAN,
+    RecombinationOperator,
     concept_and,
     concept_ignore,
     concept_in_common,
     gaussian_product,
     k_hot,
     random_mentions,
+    recombination_labels,
     recombine,
     vocabulary,
 )
@@ -196,12 +200,14 @@ def test_and_of_two_learnt_concepts_generates_the_novel_combination(trained):
     assert ((values[:, 0] == 1) & (values[:, 2] == 1)).float().mean() > 0.8
 
 
-def test_demo_png_writes_one_row_per_recipe(trained, tmp_path):
+def test_demo_png_shows_sym2img_img2sym_and_each_operator(trained, tmp_path):
     model, _, _ = trained
-    path = model.demo_png(tmp_path / "scan.png", n=4)
+    path = model.demo_png(tmp_path / "scan.png", n=4, img2sym_images=2)
     img = cv2.imread(str(path))
-    assert img is not None and img.shape[0] == 4 + 3 * (16 + 64 + 4)
+    rows = 1 + 2 + 3  # sym2img, two img2sym images, AND / IN COMMON / IGNORE
+    assert img is not None and img.shape[0] == 4 + rows * (16 + 64 + 4)
     assert not list(tmp_path.glob("*.tmp"))
+    assert [op for _, op, _ in model.default_recipes()] == list(OPERATORS)
 
 
 def test_unknown_word_names_the_vocabulary(trained):
@@ -237,3 +243,117 @@ def test_save_load_round_trip_with_a_real_beta_vae_dae(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model.concept(y)[0], loaded.concept(y)[0])
         torch.testing.assert_close(model.features(x), loaded.features(x))
+
+
+# -- the learnt recombination operator ω -----------------------------------------------------------
+def _values(model, post, n=128, seed=3):
+    torch.manual_seed(seed)
+    return ((model.sample_posterior(post, n)[:, :, 0, 0] * 255 - 20) / 40).round()
+
+
+def _sd(post):
+    return (0.5 * post[1]).exp()
+
+
+def test_recombination_loss_falls(trained):
+    _, _, logs = trained
+    rec = [r["recombination"] for r in logs if "recombination" in r]
+    assert len(rec) == len(logs)  # recombination_start = 0: ω trains from the first step
+    # it cannot reach 0: a latent the result does not name must cover all of that factor's values
+    assert np.mean(rec[-20:]) < 0.7 * np.mean(rec[:20])
+
+
+def test_learnt_and_gives_the_union_of_two_disjoint_concepts(trained):
+    model, _, _ = trained
+    with torch.no_grad():  # shape=1 with floor=1 never appears in training (held out)
+        post = model.recombine("AND", model.concept(model.symbol("shape=1")), model.concept(model.symbol("floor=1")))
+    # narrow (the stub's σ = 0.1) on both named latents, at their values; broad on colour
+    sd = _sd(post)
+    assert sd[0] < 0.3 and sd[2] < 0.3 and sd[1] > 0.6, sd
+    assert float(post[0][0]) == pytest.approx(0.0, abs=0.3) and float(post[0][2]) == pytest.approx(0.0, abs=0.3)
+    v = _values(model, post)
+    assert ((v[:, 0] == 1) & (v[:, 2] == 1)).float().mean() > 0.8
+    assert len(v[:, 1].unique()) > 1  # colour: not named by either, still free
+
+
+def test_learnt_in_common_gives_the_intersection(trained):
+    model, _, _ = trained
+    with torch.no_grad():
+        post = model.recombine("IN COMMON", model.concept(model.symbol("shape=2, colour=3")),
+                               model.concept(model.symbol("shape=2, colour=0")))
+    # narrow on the shared shape, broad on colour (the values disagree); floor stays as broad as the
+    # data allows given shape=2 (floor ≠ shape in training: values 0 and 1, sd ≈ 0.5)
+    sd = _sd(post)
+    assert sd[0] < 0.3 and sd[1] > 0.6 and sd[2] > 0.3, sd
+    assert float(post[0][0]) == pytest.approx(1.0, abs=0.3)
+    v = _values(model, post)
+    assert (v[:, 0] == 2).float().mean() > 0.8 and len(v[:, 1].unique()) > 2
+
+
+def test_learnt_ignore_removes_the_named_part(trained):
+    model, _, _ = trained
+    with torch.no_grad():
+        post = model.recombine("IGNORE", model.concept(model.symbol("shape=0, colour=3")),
+                               model.concept(model.symbol("colour=3")))
+    sd = _sd(post)
+    assert sd[0] < 0.3 and sd[1] > 0.6 and sd[2] > 0.3, sd
+    assert float(post[0][0]) == pytest.approx(-1.0, abs=0.3)
+    v = _values(model, post)
+    assert (v[:, 0] == 0).float().mean() > 0.8 and len(v[:, 1].unique()) > 2
+
+
+def test_operator_strides_over_latent_components_with_one_weight_set_per_operator():
+    torch.manual_seed(0)
+    omega = RecombinationOperator(hidden=8)
+    a = (torch.randn(2, 5), torch.randn(2, 5))
+    b = (torch.randn(2, 5), torch.randn(2, 5))
+    s = torch.eye(3)[[0, 2]]
+    out = omega(a, b, s)
+    perm = torch.tensor([4, 2, 0, 1, 3])
+    moved = omega((a[0][:, perm], a[1][:, perm]), (b[0][:, perm], b[1][:, perm]), s)
+    torch.testing.assert_close(moved[0], out[0][:, perm])  # same transformation at every component
+    torch.testing.assert_close(moved[1], out[1][:, perm])
+    other = omega(a, b, torch.eye(3)[[1, 1]])  # s selects different weights
+    assert not torch.allclose(other[0], out[0])
+    # component k of the output depends on component k of the inputs only
+    a2 = (a[0].clone(), a[1].clone())
+    a2[0][:, 3] += 5.0
+    changed = omega(a2, b, s)[0] != out[0]
+    assert changed[:, 3].all() and not changed[:, [0, 1, 2, 4]].any()
+
+
+def test_recombination_labels_make_the_image_show_the_result_concept():
+    rng = np.random.default_rng(0)
+    n, sizes = 400, SIZES
+    factors = np.stack([rng.integers(0, s, n) for s in sizes], 1)
+    others = np.stack([rng.integers(0, s, n) for s in sizes], 1)
+    others2 = np.stack([rng.integers(0, s, n) for s in sizes], 1)
+    ops = rng.integers(0, 3, n)
+    v1, m1, v2, m2 = recombination_labels(factors, others, others2, ops, 0.5, rng, sizes)
+    assert m1.any(1).all() and m2.any(1).all()  # neither symbol is empty
+    for i in range(n):
+        op = OPERATORS[ops[i]]
+        if op == "AND":  # result = union: every named value is the image's
+            assert (v1[i][m1[i]] == factors[i][m1[i]]).all() and (v2[i][m2[i]] == factors[i][m2[i]]).all()
+        elif op == "IN COMMON":  # result = the attributes both name: the image's values
+            common = m1[i] & m2[i] & (v1[i] == v2[i])
+            assert common.any() and (v1[i][common] == factors[i][common]).all()
+            assert ((m1[i] & ~m2[i]) | (m2[i] & ~m1[i]) | common | (m1[i] & m2[i] & (v1[i] != v2[i]))).sum() >= common.sum()
+        else:  # IGNORE: y2 names a part of y1, with y1's values; the rest of y1 is the image's
+            assert (m2[i] <= m1[i]).all() and (v2[i][m2[i]] == v1[i][m2[i]]).all()
+            rest = m1[i] & ~m2[i]
+            assert (v1[i][rest] == factors[i][rest]).all()
+
+
+
+def test_closed_form_is_a_named_alternative(trained):
+    model, ds, _ = trained
+    alt = SCAN.for_dataset(StubVisual(), ds, hidden=64, recombination="closed_form")
+    alt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        a, b = alt.concept(alt.symbol("shape=1")), alt.concept(alt.symbol("floor=1"))
+        mine = alt.recombine("AND", a, b)
+        ref = concept_and(a, b)
+    torch.testing.assert_close(mine[0], ref[0])
+    with pytest.raises(ConfigError, match="learnt, closed_form"):
+        SCAN.for_dataset(StubVisual(), ds, recombination="rules")

@@ -1,3 +1,4 @@
+import math
 import pytest
 import torch
 
@@ -79,9 +80,16 @@ def test_unknown_config_field_lists_valid_fields():
         vision.make("vae", bta=4.0)
 
 
-def test_gaussian_recon_is_squared_error_of_sigmoid(batch16):
+def test_gaussian_recon_is_half_the_squared_error_of_sigmoid(batch16):
+    # −log N(x; x̂, I) = ½‖x − x̂‖² + const: without the ½ the effective β would be halved.
     model = vision.make("vae", image_size=16, latents=4, recon="gaussian")
     logits = torch.zeros_like(batch16)
-    expected = ((0.5 - batch16) ** 2).sum() / batch16.shape[0]
+    expected = 0.5 * ((0.5 - batch16) ** 2).sum() / batch16.shape[0]
     torch.testing.assert_close(model.reconstruction_term(batch16, logits), expected)
     assert BetaVAE.config_cls().recon == "bernoulli"
+    # and it is the Gaussian log-density up to its constant
+    x64 = batch16.double()
+    normal = torch.distributions.Normal(torch.sigmoid(logits.double()), 1.0)
+    const = 0.5 * math.log(2 * math.pi) * batch16[0].numel()
+    torch.testing.assert_close(model.reconstruction_term(x64, logits.double()),
+                               -normal.log_prob(x64).sum() / batch16.shape[0] - const)

@@ -17,6 +17,17 @@ with Spearman (sampling noise off the diagonal); compare models under the same s
 *informative* latents take part: those with mean KL above ``kl_threshold`` (0.01) when the per-latent
 KL of each model is given (the paper's filter), otherwise every non-constant latent. Defaults follow
 ``udr.gin`` (1 000 points, Lasso).
+
+Which models the KL filter covers, and why not all: Duan et al. define UDR for VAEs, where KL(q(z_j|x)
+‖ p(z_j)) measures in nats how much latent j says about x, and a collapsed latent (KL ≈ 0) is noise
+that would dilute the similarity matrix. ``kl`` accepts that vector for *any* model with a posterior
+and a fixed prior (Gaussian or not: the caller computes it, e.g. ``results/metrics/run.py`` for the
+zoo's Gaussian-posterior models). A deterministic code (AE, DAE, ICF, InfoGAN's features, DisBM's
+mean-field probabilities, which have no fixed prior) has no noise scale, so "informative" has no
+scale-free meaning there; for those ``activity_threshold`` offers the "active units" heuristic of
+Burda et al. 2016 instead — latent j takes part when Var_x(z_j) exceeds ``activity_threshold`` × the
+largest latent variance of the same model (off by default: every non-constant latent takes part, so
+a tiny but non-zero latent can lower such a model's score).
 """
 
 from __future__ import annotations
@@ -84,16 +95,19 @@ def relative_strength(similarity: np.ndarray) -> float:
     return float((side(0) + side(1)) / 2.0)
 
 
-def udr_from_codes(codes: Sequence[np.ndarray], kl: Sequence[np.ndarray] | None = None,
+def udr_from_codes(codes: Sequence[np.ndarray], kl: Sequence[np.ndarray | None] | None = None,
                    correlation: str = "lasso", kl_threshold: float = 0.01, lasso_alpha: float = 0.1,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, activity_threshold: float = 0.0) -> dict:
     """UDR of several models' codes of the *same* observations.
 
     :param codes: one ``(n, D_i)`` array per model (widths may differ, rows must match)
     :param kl: optional per-model ``(D_i,)`` mean KL of each latent; latents at or below
         ``kl_threshold`` are zeroed and left out (the paper's filter). Without it, every non-constant
-        latent takes part.
+        latent takes part. An entry may be ``None`` for a model without a KL (see ``activity_threshold``).
     :param correlation: ``"lasso"`` or ``"spearman"``
+    :param activity_threshold: for models without a KL vector: keep latents whose variance over the
+        observations exceeds this fraction of the model's largest latent variance (0 = keep every
+        non-constant latent; module docstring).
     :return: ``{"udr": mean of model scores, "model_scores": [per model], "pairwise": (M, M) nested
         list, diagonal 0}``
     """
@@ -109,10 +123,17 @@ def udr_from_codes(codes: Sequence[np.ndarray], kl: Sequence[np.ndarray] | None 
         raise ValueError(f"udr: needs at least 3 observations, got {len(codes[0])}")
     if kl is not None and len(kl) != len(codes):
         raise ValueError(f"udr: got {len(kl)} KL vectors for {len(codes)} models")
+    if not 0 <= activity_threshold < 1:
+        raise ValueError(f"udr: activity_threshold must be in [0, 1) (a fraction of the largest latent variance), "
+                         f"got {activity_threshold}")
     standard, masks = [], []
     for i, c in enumerate(codes):
         z, varying = _standardise(c)
-        if kl is not None:
+        if kl is None or kl[i] is None:
+            if activity_threshold > 0:
+                var = c.var(axis=0)
+                varying &= var > activity_threshold * var.max()
+        else:
             kl_i = np.asarray(kl[i], np.float64).reshape(-1)
             if kl_i.shape != (c.shape[1],):
                 raise ValueError(f"udr: kl of model {i} has {kl_i.size} entries for {c.shape[1]} latents")
@@ -136,7 +157,8 @@ def udr_from_codes(codes: Sequence[np.ndarray], kl: Sequence[np.ndarray] | None 
 
 def udr(data, representations: Sequence[Representation], rng: np.random.Generator, num_data_points: int = 1000,
         correlation: str = "lasso", kl: Sequence[np.ndarray] | None = None, kl_threshold: float = 0.01,
-        lasso_alpha: float = 0.1, encode_batch_size: int = ENCODE_BATCH_SIZE) -> dict:
+        lasso_alpha: float = 0.1, encode_batch_size: int = ENCODE_BATCH_SIZE,
+        activity_threshold: float = 0.0) -> dict:
     """UDR of several representations (Duan et al. 2020), using observations only, never factors.
 
     :param data: observations ``(n, H, W, C)`` uint8 (all are used), or a data set with
@@ -147,6 +169,7 @@ def udr(data, representations: Sequence[Representation], rng: np.random.Generato
     :param correlation: ``"lasso"`` (default) or ``"spearman"``
     :param kl: optional per-model mean KL per latent, see :func:`udr_from_codes`
     :param encode_batch_size: images per representation call
+    :param activity_threshold: see :func:`udr_from_codes`
     :return: see :func:`udr_from_codes`
     """
     if correlation not in CORRELATIONS:
@@ -160,4 +183,4 @@ def udr(data, representations: Sequence[Representation], rng: np.random.Generato
         raise TypeError(f"udr: data must be an array of observations (n, H, W, C) or a dataset with "
                         f"sample_factors and images, got {type(data).__name__}")
     codes = [encode(rep, images, encode_batch_size) for rep in representations]
-    return udr_from_codes(codes, kl, correlation, kl_threshold, lasso_alpha, seed_from(rng))
+    return udr_from_codes(codes, kl, correlation, kl_threshold, lasso_alpha, seed_from(rng), activity_threshold)

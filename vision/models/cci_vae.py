@@ -3,18 +3,29 @@ in β-VAE", §5, eq. 8). Minimise
 
     −E_{q(z|x)}[log p(x|z)] + γ · |KL(q(z|x) ‖ p(z)) − C|,
 
-with the target capacity C (nats) raised linearly from ``c_start`` to ``c_max`` over ``c_steps``
-updates and held at ``c_max`` afterwards. Early on the small C forces the latent channel to carry
-only the factor that buys the most reconstruction (position on dSprites); as C grows the model adds
-factors one at a time while keeping the earlier ones disentangled (§4, Fig. 4).
+with the target capacity C (nats) raised linearly from ``c_start`` (0, "gradually increased from
+zero", §5) to ``c_max`` over ``c_steps`` updates and held at ``c_max`` afterwards. Early on the small
+C forces the latent channel to carry only the factor that buys the most reconstruction (position on
+dSprites); as C grows the model adds factors one at a time while keeping the earlier ones
+disentangled (§4, Fig. 4).
 
-Paper values for dSprites: γ = 1000, C from 0 to 25 nats over 100k iterations (the lecture deck's
-ground-truth-generator experiment uses 0.5 → 25 nats, our default ``c_start``). For a run of a few
-thousand updates set ``c_steps`` to roughly the run's length, otherwise C never reaches ``c_max``.
+Hyper-parameters (Burgess et al. 2018, §5 / appendix A; the same values are in the reference
+re-implementation YannDubs/disentangling-vae ``hyperparam.ini``, ``[betaB_dsprites]``: ``betaB_G =
+1000``, ``betaB_initC = 0``, ``betaB_finC = 25``, ``reg_anneal = 100000``, Adam lr 5e-4): γ = 1000,
+C from 0 to 25 nats over 100k iterations on dSprites (50 nats on CelebA).
+
+The schedule's length must fit the run: with ``c_steps = 100_000`` a 4k-step run would end at
+C = 1 nat and γ = 1000 would pin the code there. The model cannot see the run's length through the
+generic ``train_step(x, optimizers)`` interface, so ``c_steps`` is a config field: the pipeline
+(``darla.pipeline.build_vision_model``) sets it to ``capacity_fraction × vision.steps`` unless the
+user gave ``c_steps`` explicitly, and :meth:`CCIVAE.set_total_steps` does the same for any loop that
+calls it. ``capacity_fraction`` defaults to 1 (C reaches ``c_max`` at the last update); the paper
+rises over 100k of a longer run, so a fraction < 1 holds C at ``c_max`` for the rest.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -41,17 +52,21 @@ def capacity_schedule(step: int, c_start: float, c_max: float, c_steps: int) -> 
 @dataclass
 class CCIVAEConfig(VAEConfig):
     """:param gamma: weight γ of |KL − C| (paper: 1000 on dSprites; large, so KL tracks C closely).
-    :param c_start: capacity C at step 0, nats.
+    :param c_start: capacity C at step 0, nats (paper: 0).
     :param c_max: capacity C after ``c_steps`` updates, nats (paper: 25 on dSprites).
-    :param c_steps: number of updates over which C rises linearly (paper: 100_000).
+    :param c_steps: number of updates over which C rises linearly (paper: 100_000); the pipeline and
+        :meth:`CCIVAE.set_total_steps` replace it by ``capacity_fraction`` × the run's length.
+    :param capacity_fraction: share of the run over which C rises when the run's length is known
+        (1 = C reaches ``c_max`` at the last update).
 
     The inherited ``beta`` is not used: γ and C replace it.
     """
 
     gamma: float = 1000.0
-    c_start: float = 0.5
+    c_start: float = 0.0
     c_max: float = 25.0
     c_steps: int = 100_000
+    capacity_fraction: float = 1.0
 
     def validate(self) -> None:
         super().validate()
@@ -66,6 +81,9 @@ class CCIVAEConfig(VAEConfig):
             )
         if self.c_steps < 0:
             raise ConfigError(f"c_steps must be >= 0 (0 = c_max from the start), got {self.c_steps}")
+        if not 0 < self.capacity_fraction <= 1:
+            raise ConfigError(f"capacity_fraction must be in (0, 1], got {self.capacity_fraction}; "
+                              "1 = C reaches c_max at the run's last update")
 
 
 @register("cci_vae")
@@ -78,6 +96,16 @@ class CCIVAE(GaussianVAE):
 
     config_cls = CCIVAEConfig
     config: CCIVAEConfig
+
+    def set_total_steps(self, steps: int) -> None:
+        """Fit the schedule to a run of ``steps`` updates: ``c_steps = ceil(capacity_fraction · (steps − 1))``,
+        so the run's last update (step ``steps − 1``) already uses ``c_max``, whatever the run's length.
+
+        :param steps: optimiser updates in the whole run (including any done before a resume).
+        """
+        if not isinstance(steps, (int,)) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"cci_vae: set_total_steps needs a positive int, got {steps!r}")
+        self.config.c_steps = math.ceil(self.config.capacity_fraction * (steps - 1))  # 0 = c_max throughout
 
     def capacity(self) -> float:
         """The current target capacity C in nats (from ``global_step``)."""

@@ -12,20 +12,35 @@ varies (§3.1, steps 1–8):
   ``z_k`` receives the reconstruction gradient unchanged (:class:`ClampToBatchMean`).
 
 The remaining latents ("intrinsic", e.g. face identity in the paper) get their own batch type: the
-assigned factors are fixed and everything else varies; then all assigned latents are clamped and the
-intrinsic block passes through. The paper draws batch types at a ratio of about 1:1:1:10
-(azimuth : elevation : lighting : intrinsic) — the default ``batch_ratio`` is 1 per assigned factor
-and 10 for the intrinsic type.
+assigned (extrinsic) factors are held fixed and only the unassigned factors vary; all assigned latents
+are clamped and the intrinsic block passes through. The paper draws batch types at a ratio of about
+1:1:1:10 (azimuth : elevation : lighting : intrinsic) — the default ``batch_ratio`` is 1 per assigned
+factor and 10 for the intrinsic type.
+
+When every factor of the dataset has its own latent, the dataset cannot render an intrinsic batch
+(nothing varies with the assigned factors held fixed). Then — a documented variant, not the paper —
+the intrinsic batch is the training loop's own frames with **every latent free** (a plain VAE step):
+those frames vary in all the assigned factors, so clamping the assigned latents there (as this model
+did until this fix) taught them, on ~10 of every 13 updates, to ignore the very factors they encode.
+The faithful setting assigns only the "extrinsic" factors and leaves some dataset factors to the
+intrinsic block; ``darla.pipeline.build_vision_model`` does that for ``seekavoid-factors``
+(:data:`SEEKAVOID_EXTRINSIC`: lateral, depth, heading, light — pose and lighting, as in the paper —
+with floor, wall and object the intrinsic "identity" factors).
 
 Data contract (``vision`` imports nothing of ``envs``): :meth:`DCIGN.attach_factor_dataset` takes any
 object with ``factor_names``, ``factor_sizes``, ``sample_factors(n, rng)`` and
 ``images(factors) -> (n, H, W, C) uint8`` (``envs.factors.FactorDataset``). Once attached,
-:meth:`DCIGN.train_step` ignores the frames the training loop hands it and draws its own one-factor
-batch of the same size — except for the intrinsic type when every dataset factor has its own latent
-(nothing else in the dataset varies): then the loop's frames are the intrinsic batch (they vary in
-everything the factor dataset does not render). Without a dataset, ``train_step`` is a plain VAE
-step on ``x`` (nothing clamped). Batch types are drawn from ``seed`` and ``global_step``, so a resumed
-run draws the same batches.
+:meth:`DCIGN.train_step` ignores the frames the training loop hands it and draws its own batch of the
+same size — except for the intrinsic type of a fully assigned dataset (above). Without a dataset,
+``train_step`` is a plain VAE step on ``x`` (nothing clamped). Batch types are drawn from ``seed`` and
+``global_step``, so a resumed run draws the same batches.
+
+Hyper-parameters (Kulkarni et al. 2015, §3.1 and §4): batch-type ratio 1:1:1:10, the clamped
+latents' replacement gradient is their difference from the batch mean (scale 1 here; the paper gives
+no scale), β = 1 (the plain variational objective of eq. 1; the inherited ``beta`` field). The paper
+uses groups of latents per transformation (azimuth, elevation, light: one unit each) and 200 latents
+in all; here each assigned factor gets one latent.
+
 """
 
 from __future__ import annotations
@@ -45,6 +60,9 @@ from vision.nets import kl_normal_per_latent, reparameterize
 log = logging.getLogger(__name__)
 
 INTRINSIC = "intrinsic"
+#: The extrinsic (pose and lighting) factors of ``seekavoid-factors``, assigned one latent each by the
+#: pipeline; floor, wall and object are left to the intrinsic latents (Kulkarni et al.'s "identity").
+SEEKAVOID_EXTRINSIC = ("lateral", "depth", "heading", "light")
 
 
 class ClampToBatchMean(torch.autograd.Function):
@@ -179,6 +197,10 @@ class DCIGN(GaussianVAE):
         self.assigned = [names.index(n) for n in wanted]
         self.weights = np.asarray(ratio, dtype=np.float64) / sum(ratio)
         log.info("dc_ign: latents 0..%d ↔ factors %s; batch ratio %s", len(wanted) - 1, wanted, ratio)
+        if len(wanted) == len(names):
+            log.warning("dc_ign: every factor of the dataset (%s) has a latent, so intrinsic batches are the "
+                        "loop's frames with nothing clamped (not the paper's intrinsic batches); set "
+                        "factors=[...] to the extrinsic subset for the faithful scheme", ", ".join(names))
 
     def batch_types(self) -> list[str]:
         """Names of the batch types, in ``batch_ratio`` order: the assigned factors, then ``intrinsic``."""
@@ -194,7 +216,8 @@ class DCIGN(GaussianVAE):
 
         Type ``k < len(assigned)``: factor ``k`` varies, only latent ``k`` active. Type ``len(assigned)``
         (intrinsic): assigned factors fixed, the rest vary, only the intrinsic latents active — drawn from
-        the dataset if it has unassigned factors, else ``x`` itself. No dataset: ``x``, all active, −1.
+        the dataset if it has unassigned factors; if it has none, ``x`` itself with every latent active
+        (the documented variant of the module docstring). No dataset: ``x``, all active, −1.
         """
         n_lat = self.config.latents
         if self.dataset is None:
@@ -209,8 +232,8 @@ class DCIGN(GaussianVAE):
         else:
             active[n_assigned:] = True
             rest = [i for i in range(len(self.dataset.factor_sizes)) if i not in self.assigned]
-            if not rest:
-                return x, active, kind
+            if not rest:  # nothing in the dataset is intrinsic: the loop's frames, nothing clamped
+                return x, torch.ones(n_lat, dtype=torch.bool, device=x.device), kind
             _, images = factor_batch(self.dataset, rest, x.shape[0], rng)
         return to_tensor(images, x.device), active, kind
 

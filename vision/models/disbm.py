@@ -22,22 +22,39 @@ slow for our budget, so frames are area-downsampled to ``bm_size``×``bm_size`` 
 the pixel intensities in [0, 1] are used as the visible units' probabilities (mean-field binary
 visibles). ``decode`` upsamples back to ``image_size``.
 
-What it disentangles, honestly: the energy only *allows* the two groups to play different roles
-(multiplicative gating, as in the paper). The paper's clean identity/pose split on faces also uses
-its manifold-based regularisation on pairs of images known to share a factor (§3.2); that is not
-implemented, so on our frames the split between m and h is whatever unsupervised CD finds, and
-``features`` (the mean-field posteriors [m; h]) should be judged by the metrics like any other code.
+Manifold regularisation (§3.2, "manifold-based training"; Reed et al. borrow the contrastive
+embedding loss of Hadsell, Chopra & LeCun 2006): with correspondence information — pairs of images
+known to share a factor group — each hidden group is pulled together on pairs that share its factors
+and pushed at least a margin apart on pairs that do not:
+
+    R_h = E_{(x, x⁺) share pose} ‖h(x) − h(x⁺)‖² + E_{(x, x⁻) differ in pose} max(0, margin − ‖h(x) − h(x⁻)‖)²,
+
+with h(·) the mean-field posterior of the group, and R_m likewise for m on the identity factors. This
+is what gives the m/h split its meaning: without it the energy only *allows* the two groups to play
+different roles. :meth:`DisBM.attach_factor_dataset` supplies the pairs: ``m_factors`` name the
+dataset factors of group m (identity), ``h_factors`` those of group h (pose); each update draws
+``manifold_pairs`` positive and negative pairs per group (positive: the group's factors equal, every
+other factor redrawn; negative: the group's factors redrawn until at least one differs) and adds
+``manifold_weight`` · (R_m + R_h) to the CD surrogate; the regulariser's gradient flows through the
+mean-field posterior. Without a dataset the model is trained by CD alone (no pairs, no split), as
+before this change. The paper's margin and weight are not in the deck and could not be checked
+against reference code (none is public): ``manifold_margin = 1`` (in units of posterior probability,
+a group of ``n`` units spans at most √n) and ``manifold_weight = 1`` are our settings.
+``darla.pipeline.build_vision_model`` uses the ``seekavoid-factors`` split of DC-IGN: h = pose and
+light (lateral, depth, heading, light), m = floor, wall, object.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vision.base import ConfigError, VisionConfig, VisionModel, register
+from vision.base import ConfigError, VisionConfig, VisionModel, register, to_tensor
 
 
 @dataclass
@@ -49,6 +66,12 @@ class DisBMConfig(VisionConfig):
     :param cd_steps: Gibbs steps of the negative phase (CD-k).
     :param meanfield_steps: mean-field iterations for the posterior over (m, h).
     :param init_scale: standard deviation of the initial weights.
+    :param m_factors: dataset factors shared by pairs that pull m together (identity); see §3.2 above.
+    :param h_factors: dataset factors shared by pairs that pull h together (pose).
+    :param manifold_weight: weight of the manifold regulariser R_m + R_h (0 = CD only).
+    :param manifold_margin: margin of the negative pairs' hinge.
+    :param manifold_pairs: positive and negative pairs per group per update.
+    :param seed: seeds the pairs (with ``global_step``).
 
     ``latents`` is unused: the code is ``n_m + n_h`` posterior probabilities.
     """
@@ -61,6 +84,12 @@ class DisBMConfig(VisionConfig):
     cd_steps: int = 1
     meanfield_steps: int = 5
     init_scale: float = 0.01
+    m_factors: tuple[str, ...] = ()
+    h_factors: tuple[str, ...] = ()
+    manifold_weight: float = 1.0
+    manifold_margin: float = 1.0
+    manifold_pairs: int = 16
+    seed: int = 0
 
     def validate(self) -> None:
         super().validate()
@@ -73,6 +102,12 @@ class DisBMConfig(VisionConfig):
             )
         if not self.init_scale > 0:
             raise ConfigError(f"init_scale must be > 0, got {self.init_scale}")
+        if not self.manifold_weight >= 0 or not self.manifold_margin > 0 or self.manifold_pairs < 1:
+            raise ConfigError(f"manifold_weight must be >= 0, manifold_margin > 0 and manifold_pairs >= 1, got "
+                              f"{self.manifold_weight}, {self.manifold_margin}, {self.manifold_pairs}")
+        if set(self.m_factors) & set(self.h_factors):
+            raise ConfigError(f"m_factors and h_factors must not overlap, both name "
+                              f"{sorted(set(self.m_factors) & set(self.h_factors))}")
 
 
 @register("disbm")
@@ -96,6 +131,62 @@ class DisBM(VisionModel):
         self.b_m = nn.Parameter(torch.zeros(c.n_m))
         self.b_h = nn.Parameter(torch.zeros(c.n_h))
         self.c_v = nn.Parameter(torch.zeros(nv))
+        self.dataset: Any = None
+        self.groups: dict[str, list[int]] = {}
+
+    # -- correspondence pairs (§3.2) ---------------------------------------------------------------
+    def attach_factor_dataset(self, dataset: Any) -> None:
+        """Draw the manifold regulariser's pairs from ``dataset`` (``factor_names``, ``factor_sizes``,
+        ``sample_factors(n, rng)``, ``images(factors)``) using the config's ``m_factors``/``h_factors``."""
+        c = self.config
+        names = list(dataset.factor_names)
+        unknown = [n for n in (*c.m_factors, *c.h_factors) if n not in names]
+        if unknown:
+            raise ValueError(f"disbm m_factors/h_factors {unknown} are not in the dataset; valid: {', '.join(names)}")
+        if not c.m_factors and not c.h_factors:
+            raise ValueError("disbm needs m_factors and/or h_factors to draw correspondence pairs, e.g. "
+                             "h_factors=['lateral', 'depth'] (pose) and m_factors=['object'] (identity)")
+        shape = tuple(getattr(dataset, "observation_shape", (c.image_size, c.image_size, c.channels)))
+        if shape != (c.image_size, c.image_size, c.channels):
+            raise ValueError(f"factor dataset renders {shape} images, this disbm expects "
+                             f"{(c.image_size, c.image_size, c.channels)}; build the dataset at that size")
+        self.dataset = dataset
+        self.groups = {g: [names.index(n) for n in f] for g, f in (("m", c.m_factors), ("h", c.h_factors)) if f}
+
+    def correspondence_pairs(self, group: str, n: int, rng: np.random.Generator
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Factor rows ``(anchor, positive, negative)``, each ``(n, F)``: the positive shares the group's
+        factors with the anchor (every other factor redrawn), the negative differs in at least one."""
+        idx = self.groups[group]
+        sizes = np.asarray(self.dataset.factor_sizes)
+        anchor = self.dataset.sample_factors(n, rng)
+        positive = self.dataset.sample_factors(n, rng)
+        positive[:, idx] = anchor[:, idx]
+        negative = self.dataset.sample_factors(n, rng)
+        same = (negative[:, idx] == anchor[:, idx]).all(1)
+        if same.any():  # shift one of the group's factors to another value
+            rows = np.flatnonzero(same)
+            col = np.asarray(idx)[rng.integers(len(idx), size=len(rows))]
+            negative[rows, col] = (negative[rows, col] + 1 + rng.integers(0, np.maximum(sizes[col] - 1, 1))) % sizes[col]
+        return anchor, positive, negative
+
+    def manifold_terms(self) -> dict[str, Tensor]:
+        """R_m and R_h (module docstring) on fresh pairs; empty without a dataset."""
+        if self.dataset is None or self.config.manifold_weight == 0:
+            return {}
+        c = self.config
+        rng = np.random.default_rng([c.seed, int(self.global_step)])
+        device = self.W_v.device
+        out: dict[str, Tensor] = {}
+        for group in self.groups:
+            a, p, q = self.correspondence_pairs(group, c.manifold_pairs, rng)
+            v = self.visible(to_tensor(self.dataset.images(np.concatenate([a, p, q])), device))
+            m, h = self.posterior(v)
+            code = (m if group == "m" else h).view(3, c.manifold_pairs, -1)
+            pos = (code[0] - code[1]).pow(2).sum(1)
+            neg = F.relu(c.manifold_margin - (code[0] - code[2]).pow(2).sum(1).clamp_min(1e-12).sqrt()).pow(2)
+            out[f"manifold_{group}"] = (pos + neg).mean()
+        return out
 
     @property
     def feature_dim(self) -> int:
@@ -168,7 +259,8 @@ class DisBM(VisionModel):
     # -- contrastive divergence ------------------------------------------------------------------
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """CD-k surrogate: ``E(v, m⁺, h⁺) − E(v⁻, m⁻, h⁻)`` (batch means, states detached); its gradient is
-        the CD update. Also reports ``recon`` (:meth:`reconstruction_error`, no gradient)."""
+        the CD update; plus ``manifold_weight`` · (R_m + R_h) when a factor dataset is attached. Also
+        reports ``recon`` (:meth:`reconstruction_error`, no gradient) and ``manifold_m``/``manifold_h``."""
         v = self.visible(x)
         with torch.no_grad():
             m_pos, h_pos = self.posterior(v)
@@ -182,4 +274,9 @@ class DisBM(VisionModel):
             m_neg, h_neg = self.p_m(v_neg, h), h_prob  # probabilities in the statistics: less variance
             recon = (self.p_v(m_pos, h_pos) - v).pow(2).mean()
         cd = self.energy(v, m_pos, h_pos).mean() - self.energy(v_neg, m_neg, h_neg).mean()
-        return {"loss": cd, "cd": cd.detach(), "recon": recon}
+        terms = {"loss": cd, "cd": cd.detach(), "recon": recon}
+        manifold = self.manifold_terms()  # §3.2: gives the m/h split its meaning
+        for name, value in manifold.items():
+            terms["loss"] = terms["loss"] + self.config.manifold_weight * value
+            terms[name] = value.detach()
+        return terms

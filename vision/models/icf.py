@@ -12,18 +12,30 @@ and the model minimises (§2, eq. 2)
     E_s[ ½‖s − g(f(s))‖² ] − λ · Σ_k E_s[ Σ_a π_k(a|s) log sel(s, a, k) ].
 
 The expectation over the environment's transition can only be sampled, so the model learns by
-acting: each update draws ``env_steps`` transitions, for each a random unit k, an action a ~ π_k(·|s),
-one environment step s → s'; the selectivity term is estimated on them, with its gradient through f
-(pathwise) and through π_k (score function, REINFORCE with the batch mean as baseline — the sum over
-actions needs s' for every action, which a real environment cannot give from one state).
+acting: each update draws ``env_steps`` transitions, each with an action from the behaviour policy
+μ(a|s) = (1/K) Σ_k π_k(a|s) (a uniformly drawn unit k, then a ~ π_k(·|s)), and one environment step
+s → s'. The selectivity term of eq. 2 **sums over all K units** on every transition: one s' gives
+sel(s, a, k) for every k, and importance weights w_k = π_k(a|s) / μ(a|s) turn the one sampled action
+into an unbiased estimate of each Σ_a π_k(a|s) log sel(s, a, k):
+
+    Σ_k Σ_a π_k(a|s) log sel(s, a, k) = E_{a~μ} [ Σ_k w_k(a, s) · log sel(s, a, k) ].
+
+Gradients: through f pathwise (log sel, with w_k held fixed) and through π_k via w_k (μ held fixed),
+with a per-unit batch-mean baseline subtracted from log sel in the policy part (Σ_a ∇π_k(a|s) = 0, so
+the baseline changes the variance, not the expectation). The sum over actions cannot be taken
+exactly: a real environment cannot give s' for every action from one state. (Until this fix the
+term used only the drawn unit's log sel per transition, i.e. a 1/K-scaled single-unit estimate.)
 
 Data contract (``vision`` imports nothing of ``envs``): :meth:`ICF.attach_env` takes a gymnasium-API
 environment (``reset(seed=) -> (obs, info)``, ``step(a) -> (obs, r, terminated, truncated, info)``)
 whose observations are ``(H, W, C) uint8`` frames of this model's size and whose actions are
 ``0..n_actions−1`` (e.g. ``gymnasium.make("darla/SeekAvoid-v0")``, 3 actions). Without an env,
 :meth:`ICF.train_step` is a plain autoencoder step on the loop's frames (selectivity term 0); with one,
-it adds the selectivity term. The reconstruction uses the shared Bernoulli/Gaussian likelihood of the
-zoo instead of the paper's squared error (``recon``).
+it adds the selectivity term. The paper's reconstruction is ``½‖s − g(f(s))‖²`` (``recon="gaussian"``,
+:func:`vision.models.vae.gaussian_nll`); the default is the zoo's Bernoulli likelihood, which suits
+[0, 1] colour frames better (a documented deviation). λ has no value in the paper for our frames:
+the default 10 was chosen when the term was the single-unit estimate; summing over K units makes the
+same λ weigh selectivity up to K times more.
 """
 
 from __future__ import annotations
@@ -33,14 +45,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vision.base import ConfigError, VisionConfig, VisionModel, register, to_tensor
 from vision.models.ae import DeterministicCode
+from vision.models.vae import gaussian_nll
 from vision.nets import ConvDecoder, ConvEncoder, reconstruction_loss
 
 EPS = 1e-6
+
+
+def selectivity_all(f_s: Tensor, f_next: Tensor) -> Tensor:
+    """Sample estimate of sel(s, a, k) (Thomas et al. 2017, eq. 1) for **every** unit k, one
+    transition per row: ``(B, K)`` with rows summing to ~1.
+
+    :param f_s: codes of s, ``(B, K)``; :param f_next: codes of s', ``(B, K)``.
+    """
+    delta = (f_next - f_s).abs()  # (B, K)
+    return delta / (delta.sum(1, keepdim=True) + EPS)
 
 
 def selectivity(f_s: Tensor, f_next: Tensor, k: Tensor) -> Tensor:
@@ -61,7 +83,7 @@ class ICFConfig(VisionConfig):
     :param lam: λ, the weight of the selectivity term (10: it competes with a reconstruction summed over
         pixels; at λ = 1 selectivity barely moved in our tests).
     :param env_steps: environment transitions per update.
-    :param recon: ``bernoulli`` or ``gaussian`` (squared error, as in the paper).
+    :param recon: ``bernoulli`` or ``gaussian`` (½ squared error, as in the paper).
     :param seed: seeds the environment resets and the choice of units.
     """
 
@@ -150,20 +172,33 @@ class ICF(DeterministicCode, VisionModel):
 
     # -- the objective ---------------------------------------------------------------------------
     def selectivity_terms(self, s: Tensor, k: Tensor, a: Tensor, s_next: Tensor) -> dict[str, Tensor]:
-        """The selectivity part of eq. 2 on transitions: ``sel_loss`` = −mean[log sel] − mean[(log sel −
-        baseline)·log π_k(a|s)] (pathwise + score-function gradient), and the mean ``selectivity``."""
+        """The selectivity part of eq. 2 on transitions drawn with μ = (1/K) Σ_k π_k, summed over all
+        K units (module docstring): ``sel_loss`` = −mean_b Σ_k [ w_k·log sel_k ] with the gradient split
+        into a pathwise part (w fixed) and a policy part (log sel − per-unit baseline, fixed);
+        ``selectivity`` = mean sel(s, a, k) of the unit whose policy acted, ``selectivity_all`` = mean
+        over units of the π_k-weighted selectivity.
+
+        :param s: ``(B, C, H, W)``; :param k: ``(B,)`` long, the unit whose policy drew ``a`` (logging);
+        :param a: ``(B,)`` long actions; :param s_next: ``(B, C, H, W)``.
+        """
         f_s, f_next = self.encoder(s), self.encoder(s_next)
-        sel = selectivity(f_s, f_next, k)
+        sel = selectivity_all(f_s, f_next)  # (B, K)
         log_sel = torch.log(sel + EPS)
-        logp = F.log_softmax(self.policy_logits(f_s), -1)  # (B, K, A)
-        logp_ka = logp[torch.arange(len(k)), k, a]
-        advantage = (log_sel - log_sel.mean()).detach()
-        sel_loss = -log_sel.mean() - (advantage * logp_ka).mean()
-        return {"sel_loss": sel_loss, "selectivity": sel.mean().detach()}
+        probs = torch.softmax(self.policy_logits(f_s), -1)  # (B, K, A)
+        rows = torch.arange(len(a), device=a.device)
+        pi_a = probs[rows, :, a]  # (B, K): π_k(a|s) for the action taken
+        mu_a = pi_a.mean(1, keepdim=True).detach()  # (B, 1): the behaviour policy's probability of a
+        w = pi_a / mu_a  # (B, K) importance weights, differentiable in the policies
+        advantage = (log_sel - log_sel.mean(0, keepdim=True)).detach()  # per-unit batch-mean baseline
+        sel_loss = -(w.detach() * log_sel).sum(1).mean() - (w * advantage).sum(1).mean()
+        acted = sel[rows, k].mean().detach()
+        return {"sel_loss": sel_loss, "selectivity": acted,
+                "selectivity_all": (w.detach() * sel).mean().detach()}
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """Reconstruction on ``x``, plus λ·selectivity on fresh transitions when an env is attached."""
-        recon = reconstruction_loss(self.decoder(self.encoder(x)), x, self.config.recon)
+        logits = self.decoder(self.encoder(x))
+        recon = gaussian_nll(logits, x) if self.config.recon == "gaussian" else reconstruction_loss(logits, x, "bernoulli")
         terms = {"loss": recon, "recon": recon}
         if self.env is not None:
             s, k, a, s2 = self.collect(self.config.env_steps)

@@ -20,12 +20,34 @@ Two stages:
 Bi-directional inference (§3): **sym2img** — infer q(z_y|y), sample it, decode with the frozen visual
 decoder; **img2sym** — infer q(z_x|x), sample it, read p(y|z) from the symbol decoder.
 
-Recombination (§3, "Learning concept recombination operators"): the paper *learns* AND, IN COMMON and
-IGNORE as a small conditional module trained with KL(q(z_x|x) ‖ q(z_r|z_y1, z_y2, r)) against images
-of the recombined concept. We implement the operators in closed form on the diagonal-Gaussian concept
-posteriors, with the semantics that module is trained to reproduce. Per latent k, a posterior is
-*specific* when KL(q_k ‖ N(0, 1)) > ``threshold`` (a narrow, concept-relevant latent) and *unspecific*
-otherwise; the unit prior N(0, 1) is the "don't care" value.
+Recombination (§3, "Learning concept recombination operators"; the deck's SCAN slides): a learnt
+**conditional convolutional module** ω(z_y1, z_y2, s) → z_r (:class:`RecombinationOperator`). It takes
+the two concept posteriors inferred by SCAN from symbols y1, y2 and a 1-hot operator vector s
+([1 0 0] AND, [0 1 0] IN COMMON, [0 0 1] IGNORE). It strides over the matching components
+(μ1_k, log σ1_k², μ2_k, log σ2_k²) one latent k at a time — a kernel-size-1 convolution over the K
+latents, the same weights for every k — and outputs component k of a diagonal Gaussian z_r; s
+selects the transformation's weights (one trainable set per operator). It is trained by minimising
+(paper eq. 5)
+
+    E_{x ~ images of the recombined concept} KL( q(z_x|x) ‖ ω(q(z_y1|y1), q(z_y2|y2), s) ),
+
+the forward KL of the grounding term, with q(z_x|x) the frozen visual posterior of an image showing
+the result concept (AND: the union of the two symbols' attributes; IN COMMON: the attributes both
+name with the same value; IGNORE: y1's attributes that y2 does not name). Training pairs come from
+the factor dataset (:meth:`SCAN.recombination_batch`): the image's factors give the result's values,
+the symbols' other attributes get independent random values, so the image agrees with the result
+and with nothing else. ω is trained inside :meth:`SCAN.train_step`, alongside the symbol VAE once
+``global_step >= recombination_start``, with the concept posteriors detached: only ω learns from its
+loss, the "pre-trained SCAN" of the paper being the symbol VAE as it is at that step (the paper
+trains ω after SCAN; ``darla.pipeline.build_vision_model`` sets ``recombination_start`` to half the
+run so ω trains on a settled symbol VAE). Layer sizes of ω are not given in the deck and could not
+be checked against reference code (there is no public SCAN code): two hidden 1×1-conv layers of
+``recombination_hidden`` units, ReLU.
+
+A named alternative, ``recombination="closed_form"``: the operators as fixed rules on the
+diagonal-Gaussian posteriors (:func:`recombine`). Per latent k, a posterior is *specific* when
+KL(q_k ‖ N(0, 1)) > ``threshold`` (0.5 nats) and *unspecific* otherwise; the unit prior N(0, 1) is
+the "don't care" value.
 
 * ``AND(a, b)`` (C_a ∪ C_b): specific in one only → that one; specific in both → their product
   N(μ, σ²), 1/σ² = 1/σ_a² + 1/σ_b², μ = σ²(μ_a/σ_a² + μ_b/σ_b²); in neither → the prior.
@@ -45,6 +67,7 @@ a trained SCAN also plugs into stage 2 like its β-VAE_DAE.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -62,7 +85,8 @@ from vision.nets import kl_normal_per_latent, reparameterize
 log = logging.getLogger(__name__)
 
 Gaussian = tuple[Tensor, Tensor]  # (mu, logvar), each (..., K)
-OPERATORS = ("AND", "IN COMMON", "IGNORE")
+OPERATORS = ("AND", "IN COMMON", "IGNORE")  # the order of the 1-hot operator vector s
+RECOMBINATIONS = ("learnt", "closed_form")
 
 
 # -- closed-form recombination on diagonal Gaussians ----------------------------------------------
@@ -124,6 +148,107 @@ def recombine(op: str, a: Gaussian, b: Gaussian, threshold: float = 0.5) -> Gaus
     raise ValueError(f"unknown recombination operator '{op}'; valid: {', '.join(OPERATORS)}")
 
 
+# -- the learnt recombination operator ω ------------------------------------------------------
+class RecombinationOperator(nn.Module):
+    """ω(z_1, z_2, s) of SCAN §3: a conditional convolution over matching latent components.
+
+    Input per latent k: the 4 numbers (μ1_k, log σ1_k², μ2_k, log σ2_k²); output: (μ_k, log σ_k²).
+    The same weights apply at every k (a kernel-size-1 convolution striding over the K components);
+    the 1-hot operator vector s selects one set of weights per operator (``len(OPERATORS)`` sets).
+
+    :param hidden: units of each of the two hidden layers.
+    """
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        n_ops = len(OPERATORS)
+        dims = [4, hidden, hidden, 2]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for din, dout in zip(dims[:-1], dims[1:]):
+            w = torch.empty(n_ops, dout, din)
+            for i in range(n_ops):
+                nn.init.kaiming_uniform_(w[i], a=math.sqrt(5))  # nn.Linear's default init, per operator
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.zeros(n_ops, dout)))
+
+    def forward(self, a: Gaussian, b: Gaussian, s: Tensor) -> Gaussian:
+        """Recombine ``a`` and ``b`` (each ``(B, K)`` mu and logvar) under operators ``s`` ``(B, 3)``
+        (1-hot rows; any mixture also works) → ``(mu, logvar)`` ``(B, K)``."""
+        h = torch.stack([a[0], a[1], b[0], b[1]], dim=-1)  # (B, K, 4): the K components, one at a time
+        s = s.to(h.dtype)
+        for i, (w, bias) in enumerate(zip(self.weights, self.biases)):
+            w_s = torch.einsum("bo,oij->bij", s, w)  # (B, out, in): s selects the operator's matrix
+            h = torch.einsum("bki,bji->bkj", h, w_s) + (s @ bias)[:, None, :]
+            if i < len(self.weights) - 1:
+                h = torch.relu(h)
+        return h[..., 0], h[..., 1].clamp(-10.0, 6.0)
+
+
+def operator_index(op: str) -> int:
+    """Index of ``op`` in :data:`OPERATORS` (case-insensitive; ``in_common``/``incommon`` accepted)."""
+    key = op.upper().replace("_", " ")
+    key = "IN COMMON" if key == "INCOMMON" else key
+    if key not in OPERATORS:
+        raise ValueError(f"unknown recombination operator '{op}'; valid: {', '.join(OPERATORS)}")
+    return OPERATORS.index(key)
+
+
+def recombination_labels(factors: np.ndarray, others: np.ndarray, others2: np.ndarray, ops: np.ndarray,
+                         p: float, rng: np.random.Generator, factor_sizes: Sequence[int]
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Symbol pairs whose recombination under ``ops`` is a concept the image (``factors``) shows.
+
+    :param factors: ``(n, F)`` the image's factor values — the result concept's values come from here.
+    :param others: ``(n, F)``, ``others2``: ``(n, F)`` independent draws for the symbols' other attributes.
+    :param ops: ``(n,)`` operator indices into :data:`OPERATORS`.
+    :param p: probability of naming each factor.
+    :param factor_sizes: values per factor (IN COMMON's extra attributes named by both symbols get
+        different values, so they are not "in common").
+    :return: ``(values1, mention1, values2, mention2)``, each ``(n, F)``: symbol 1 names ``values1`` where
+        ``mention1``, symbol 2 likewise. AND: two disjoint non-empty parts of a named set, image values
+        (result = the union). IN COMMON: a shared named set C with the image's values, plus each symbol's
+        own extra attributes with independent values, different where both name one (result = C). IGNORE: symbol 1 names a set S, symbol 2
+        a non-empty part T of it with the same, independent values; S \\ T takes the image's values
+        (result = S \\ T).
+    """
+    n, num_f = factors.shape
+    v1, v2 = factors.copy(), factors.copy()
+    m1 = np.zeros((n, num_f), dtype=bool)
+    m2 = np.zeros((n, num_f), dtype=bool)
+    named = random_mentions(n, num_f, p, rng)
+    for i in range(n):
+        idx = np.flatnonzero(named[i])
+        op = OPERATORS[int(ops[i])]
+        if op == "AND":
+            if len(idx) == 1:
+                m1[i, idx] = m2[i, idx] = True  # AND of a concept with itself
+            else:
+                cut = rng.permutation(idx)
+                k = int(rng.integers(1, len(idx)))
+                m1[i, cut[:k]] = True
+                m2[i, cut[k:]] = True
+        elif op == "IN COMMON":
+            rest = np.setdiff1d(np.arange(num_f), idx)
+            m1[i, idx] = m2[i, idx] = True
+            e1, e2 = rest[rng.random(len(rest)) < p], rest[rng.random(len(rest)) < p]
+            m1[i, e1], v1[i, e1] = True, others[i, e1]
+            m2[i, e2], v2[i, e2] = True, others2[i, e2]
+            for j in np.intersect1d(e1, e2):  # named by both: make the values disagree (if they can)
+                if v1[i, j] == v2[i, j] and factor_sizes[j] > 1:
+                    v2[i, j] = (v1[i, j] + 1 + rng.integers(factor_sizes[j] - 1)) % factor_sizes[j]
+        else:  # IGNORE
+            extra = np.setdiff1d(np.arange(num_f), idx)
+            t = extra[rng.random(len(extra)) < p]
+            if len(t) == 0:  # y2 must name something: one unnamed factor, or one of idx if all are named
+                pool = extra if len(extra) else idx
+                t = pool[[int(rng.integers(len(pool)))]]
+            m1[i, idx] = True
+            m1[i, t] = m2[i, t] = True
+            v1[i, t] = v2[i, t] = others[i, t]
+    return v1, m1, v2, m2
+
+
 # -- symbols ----------------------------------------------------------------------------------
 def vocabulary(factor_names: Sequence[str], factor_sizes: Sequence[int]) -> list[str]:
     """One word per factor value, ``"name=value"``, factor by factor: ``V = Σ factor_sizes`` words."""
@@ -162,6 +287,11 @@ class SCANConfig(VisionConfig):
     :param grounding: weight λ of the forward KL(q(z_x|x) ‖ q(z_y|y)) (paper: 10).
     :param hidden: width of the symbol encoder/decoder MLPs.
     :param mention_prob: probability that a training label names each factor.
+    :param recombination: ``learnt`` (the paper's ω, :class:`RecombinationOperator`) or ``closed_form``
+        (the fixed rules of :func:`recombine`, a named alternative).
+    :param recombination_hidden: hidden units of ω's two 1×1-conv layers.
+    :param recombination_start: ``global_step`` from which each update also trains ω (on detached
+        concept posteriors); the pipeline sets half the run.
     :param seed: seeds the labelled batches (with ``global_step``).
 
     ``latents`` is set to the visual model's latent count.
@@ -177,6 +307,9 @@ class SCANConfig(VisionConfig):
     grounding: float = 10.0
     hidden: int = 128
     mention_prob: float = 0.5
+    recombination: str = "learnt"
+    recombination_hidden: int = 32
+    recombination_start: int = 0
     seed: int = 0
 
     def validate(self) -> None:
@@ -195,6 +328,12 @@ class SCANConfig(VisionConfig):
             raise ConfigError(f"hidden must be >= 1, got {self.hidden}")
         if not 0 < self.mention_prob <= 1:
             raise ConfigError(f"mention_prob must be in (0, 1], got {self.mention_prob}")
+        if self.recombination not in RECOMBINATIONS:
+            raise ConfigError(f"recombination must be one of {', '.join(RECOMBINATIONS)}, got {self.recombination!r}")
+        if self.recombination_hidden < 1:
+            raise ConfigError(f"recombination_hidden must be >= 1, got {self.recombination_hidden}")
+        if self.recombination_start < 0:
+            raise ConfigError(f"recombination_start must be >= 0, got {self.recombination_start}")
 
 
 def _mlp(din: int, hidden: int, dout: int) -> nn.Sequential:
@@ -225,6 +364,7 @@ class SCAN(VisionModel):
         self.words = vocabulary(config.factor_names, config.factor_sizes)
         self.sym_encoder = _mlp(len(self.words), config.hidden, 2 * k)
         self.sym_decoder = _mlp(k, config.hidden, len(self.words))
+        self.recombiner = RecombinationOperator(config.recombination_hidden)
         self.dataset: Any = None
 
     @staticmethod
@@ -369,13 +509,72 @@ class SCAN(VisionModel):
         device = self._device()
         return to_tensor(images, device), torch.as_tensor(labels, device=device)
 
+    # -- the recombination operator ω ------------------------------------------------------------
+    def recombination_batch(self, batch_size: int, rng: np.random.Generator
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Training data for ω: ``(images (B, H, W, C) uint8, y1 (B, V), y2 (B, V), ops (B,) int)`` —
+        each image shows the concept ``OPERATORS[op](y1, y2)`` (:func:`recombination_labels`)."""
+        if self.dataset is None:
+            raise RuntimeError("scan has no factor dataset to train its recombination operator: call "
+                               "attach_factor_dataset(ds) or build it with SCAN.for_dataset(visual, ds)")
+        factors = self.dataset.sample_factors(batch_size, rng)
+        others, others2 = self.dataset.sample_factors(batch_size, rng), self.dataset.sample_factors(batch_size, rng)
+        ops = rng.integers(0, len(OPERATORS), size=batch_size)
+        v1, m1, v2, m2 = recombination_labels(factors, others, others2, ops, self.config.mention_prob, rng,
+                                              self.config.factor_sizes)
+        sizes = self.config.factor_sizes
+        return self.dataset.images(factors), k_hot(v1, sizes, m1), k_hot(v2, sizes, m2), ops
+
+    def recombine(self, op: str | Tensor, a: Gaussian, b: Gaussian, threshold: float = 0.5) -> Gaussian:
+        """Recombine concept posteriors ``a``, ``b`` (``(K,)`` or ``(B, K)``) with operator ``op`` (a name,
+        or a ``(B, 3)`` 1-hot tensor): the learnt ω, or the closed-form rules if
+        ``recombination="closed_form"`` (``threshold``: their specificity cut-off, nats)."""
+        if self.config.recombination == "closed_form":
+            if isinstance(op, Tensor):
+                raise ValueError("closed-form recombination takes an operator name, not a 1-hot tensor")
+            return recombine(op, a, b, threshold)
+        squeeze = a[0].ndim == 1
+        a, b = tuple(t.reshape(-1, t.shape[-1]) for t in a), tuple(t.reshape(-1, t.shape[-1]) for t in b)
+        if isinstance(op, Tensor):
+            s = op.to(a[0].device, a[0].dtype)
+        else:
+            s = F.one_hot(torch.full((a[0].shape[0],), operator_index(op), device=a[0].device),
+                          len(OPERATORS)).to(a[0].dtype)
+        mu, logvar = self.recombiner(a, b, s)
+        return (mu[0], logvar[0]) if squeeze else (mu, logvar)
+
+    def recombination_loss(self, x: Tensor, y1: Tensor, y2: Tensor, ops: Tensor) -> dict[str, Tensor]:
+        """Paper eq. 5: KL(q(z_x|x) ‖ ω(q(z_y1|y1), q(z_y2|y2), s)), summed over latents, batch mean.
+
+        The concept posteriors are detached: only ω learns from this loss.
+        """
+        mu_x, logvar_x = self.visual_posterior(x)
+        a = tuple(t.detach() for t in self.concept(y1))
+        b = tuple(t.detach() for t in self.concept(y2))
+        s = F.one_hot(ops.long(), len(OPERATORS)).to(mu_x.dtype)
+        mu_r, logvar_r = self.recombiner(a, b, s)
+        kl = 0.5 * (logvar_r - logvar_x + (logvar_x.exp() + (mu_x - mu_r).pow(2)) / logvar_r.exp() - 1.0)
+        return {"recombination": kl.sum(1).mean()}
+
     def loss(self, x: Tensor) -> dict[str, Tensor]:
-        """:meth:`symbol_loss` on a labelled batch of ``len(x)`` pairs from the attached dataset."""
-        return self.symbol_loss(*self._labelled(x.shape[0]))
+        """:meth:`symbol_loss` on a labelled batch of ``len(x)`` pairs from the attached dataset, plus —
+        from ``recombination_start`` on, for the learnt operator — ω's :meth:`recombination_loss` on a
+        batch of ``len(x)`` recombination triples (it only reaches ω)."""
+        terms = self.symbol_loss(*self._labelled(x.shape[0]))
+        c = self.config
+        if c.recombination == "learnt" and int(self.global_step) >= c.recombination_start:
+            rng = np.random.default_rng([c.seed, int(self.global_step), 1])
+            images, y1, y2, ops = self.recombination_batch(x.shape[0], rng)
+            device = self._device()
+            rec = self.recombination_loss(to_tensor(images, device), torch.as_tensor(y1, device=device),
+                                          torch.as_tensor(y2, device=device), torch.as_tensor(ops, device=device))
+            terms["loss"] = terms["loss"] + rec["recombination"]
+            terms.update(rec)
+        return terms
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """Adam over the symbol encoder and decoder only (the visual model is frozen)."""
-        params = [*self.sym_encoder.parameters(), *self.sym_decoder.parameters()]
+        """Adam over the symbol encoder and decoder and ω (the visual model is frozen)."""
+        params = [*self.sym_encoder.parameters(), *self.sym_decoder.parameters(), *self.recombiner.parameters()]
         return [torch.optim.Adam(params, lr=self.config.lr)]
 
     # -- bi-directional inference ----------------------------------------------------------------
@@ -423,31 +622,54 @@ class SCAN(VisionModel):
         return np.stack([probs[:, a:b].argmax(1) for a, b in zip(offsets[:-1], offsets[1:])], axis=1)
 
     # -- demonstration ---------------------------------------------------------------------------
+    def default_recipes(self) -> list[tuple[str, str, str]]:
+        """One recipe ``(words_a, op, words_b)`` per operator over the first two factors, naming pairs of
+        values the labels rarely name together: AND of two single-attribute concepts, IN COMMON of two
+        two-attribute concepts sharing one attribute, IGNORE of one attribute of a two-attribute concept."""
+        names, sizes = self.config.factor_names, self.config.factor_sizes
+        f0, f1 = names[0], names[min(1, len(names) - 1)]
+        last0, last1 = sizes[0] - 1, sizes[min(1, len(names) - 1)] - 1
+        return [
+            (f"{f0}={last0}", "AND", f"{f1}={last1}"),
+            (f"{f0}=0, {f1}={last1}", "IN COMMON", f"{f0}={last0}, {f1}={last1}"),
+            (f"{f0}={last0}, {f1}=0", "IGNORE", f"{f1}=0"),
+        ]
+
     @torch.no_grad()
     def demo_png(self, path: str | Path, recipes: Sequence[tuple[str, str, str]] | None = None,
-                 n: int = 6, threshold: float = 0.5, seed: int = 0) -> Path:
-        """A PNG of recombined concepts: one row per recipe ``(words_a, op, words_b)``, e.g.
-        ``("floor=0, wall=1", "IGNORE", "wall=1")``, showing ``n`` sym2img samples of the result.
+                 n: int = 6, threshold: float = 0.5, seed: int = 0, img2sym_images: int = 2) -> Path:
+        """A PNG of SCAN's three abilities, one captioned row each:
 
-        Default recipes combine the first two factors' words into pairs that the labels never name
-        together: AND of two single-attribute concepts, IN COMMON of two two-attribute concepts sharing
-        one attribute, IGNORE of one attribute of a two-attribute concept.
+        * **sym2img**: ``n`` samples of the first recipe's first symbol;
+        * **img2sym**: ``img2sym_images`` rows of one dataset image each, captioned with the most probable
+          word of every factor (:meth:`describe`) — needs an attached dataset;
+        * **recombination**: one row per recipe ``(words_a, op, words_b)`` (default
+          :meth:`default_recipes`: AND, IN COMMON, IGNORE), ``n`` sym2img samples of
+          :meth:`recombine` of the two concepts (the learnt ω unless ``recombination="closed_form"``).
+
+        :param path: the PNG to write (atomically).
+        :param threshold: the closed-form rules' specificity cut-off (nats); unused by ω.
+        :param seed: seeds the samples and the img2sym images.
         """
-        names, sizes = self.config.factor_names, self.config.factor_sizes
-        if recipes is None:
-            f0, f1 = names[0], names[min(1, len(names) - 1)]
-            last0, last1 = sizes[0] - 1, sizes[min(1, len(names) - 1)] - 1
-            recipes = [
-                (f"{f0}={last0}", "AND", f"{f1}={last1}"),
-                (f"{f0}=0, {f1}={last1}", "IN COMMON", f"{f0}={last0}, {f1}={last1}"),
-                (f"{f0}={last0}, {f1}=0", "IGNORE", f"{f1}=0"),
-            ]
+        recipes = list(recipes) if recipes is not None else self.default_recipes()
         torch.manual_seed(seed)
+
+        def to_uint8(imgs: Tensor) -> np.ndarray:
+            return imgs.clamp(0, 1).mul(255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
         rows: list[tuple[np.ndarray, str]] = []
+        first = recipes[0][0]
+        rows.append((to_uint8(self.sym2img(first, n)), f"sym2img [{first}]"))
+        if self.dataset is not None and img2sym_images > 0:
+            factors = self.dataset.sample_factors(img2sym_images, np.random.default_rng(seed))
+            images = self.dataset.images(factors)
+            words = self.describe(to_tensor(images, self._device()))
+            for img, described in zip(images, words):
+                rows.append((img[None], "img2sym: " + ", ".join(w for w, _ in described)))
         for words_a, op, words_b in recipes:
-            post = recombine(op, self.concept(self.symbol(words_a)), self.concept(self.symbol(words_b)), threshold)
-            imgs = self.sample_posterior(post, n).clamp(0, 1).mul(255).byte().permute(0, 2, 3, 1).cpu().numpy()
-            rows.append((imgs, f"[{words_a}] {op} [{words_b}]"))
+            post = self.recombine(op, self.concept(self.symbol(words_a)), self.concept(self.symbol(words_b)),
+                                  threshold)
+            rows.append((to_uint8(self.sample_posterior(post, n)), f"[{words_a}] {op} [{words_b}]"))
         png = _compose_rows(rows)
         ok, buf = cv2.imencode(".png", png[..., ::-1])
         if not ok:

@@ -29,10 +29,25 @@ from vision.nets import ConvDecoder, ConvEncoder, kl_normal_per_latent, reconstr
 RECON_KINDS = ("bernoulli", "gaussian")
 
 
+def gaussian_nll(logits: Tensor, x: Tensor, sigma: float = 1.0) -> Tensor:
+    """−log N(x; x̂, σ²I) up to its constant, x̂ = sigmoid(logits): ``½ ‖x − x̂‖² / σ²`` summed over
+    pixels, averaged over the batch.
+
+    The ½ matters: without it the reconstruction term is doubled, i.e. the KL's effective weight is
+    halved (a β-VAE with β would behave as β/2 against the papers' Gaussian-likelihood objectives).
+    Until this fix the zoo used ``‖x − x̂‖²`` (``vision.nets.reconstruction_loss``'s ``gaussian``).
+
+    :param logits: decoder logits ``(B, C, H, W)``; :param x: targets in [0, 1], same shape.
+    :param sigma: the likelihood's standard deviation (1: the usual unit-variance choice).
+    """
+    return 0.5 * (torch.sigmoid(logits) - x).pow(2).sum() / (sigma**2 * x.shape[0])
+
+
 @dataclass
 class VAEConfig(VisionConfig):
     """:param beta: weight of the KL term (1 = VAE).
-    :param recon: likelihood p(x|z): ``bernoulli`` (cross-entropy on logits) or ``gaussian`` (squared error).
+    :param recon: likelihood p(x|z): ``bernoulli`` (cross-entropy on logits) or ``gaussian``
+        (N(x; sigmoid(logits), σ²I) with σ = 1: ½‖x − x̂‖², see :func:`gaussian_nll`).
     """
 
     beta: float = 1.0
@@ -87,7 +102,10 @@ class GaussianVAE(VisionModel):
 
     # -- the objective, in parts a subclass can replace ------------------------------------------
     def reconstruction_term(self, x: Tensor, logits: Tensor) -> Tensor:
-        """−log p(x|z) summed over pixels, averaged over the batch (a scalar)."""
+        """−log p(x|z) summed over pixels, averaged over the batch (a scalar): Bernoulli cross-entropy,
+        or the unit-variance Gaussian's ½‖x − x̂‖² (:func:`gaussian_nll`)."""
+        if self.config.recon == "gaussian":
+            return gaussian_nll(logits, x)
         return reconstruction_loss(logits, x, self.config.recon)
 
     def forward_terms(self, x: Tensor) -> dict[str, Tensor]:
