@@ -108,3 +108,30 @@ def test_compare_ratio_drops_runs_without_a_positive_source_return(studies, tmp_
     target = np.array([r["returns"][d] for d in TARGETS]).mean(axis=(0, 2))  # per policy
     assert ratio["mean"]["beta_vae_dae"] == pytest.approx((target[1] / 2 + target[2] / 1) / 2)
     assert "1 run(s) without a ratio" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_compare_rliable_backend_gives_the_numpy_backends_estimates(studies, tmp_path):
+    from darla.compare import compare, rliable_library
+
+    if rliable_library() is None:
+        pytest.skip("rliable.library does not import here (rliable 1.2 + arch 7 need pandas < 3)")
+    good, run = studies
+    for backend in ("rliable", "numpy"):
+        compare([good, run], tmp_path / backend, n_boot=30, backend=backend)
+    a, b = (json.loads((tmp_path / k / "compare.json").read_text()) for k in ("rliable", "numpy"))
+    assert a["backend"] == "rliable" and b["backend"] == "numpy"
+    for score in ("target", "source", "ratio"):
+        pa, pb = (s["scores"][score]["probability_of_improvement"] for s in (a, b))
+        assert [(e["x"], e["y"], e["p"]) for e in pa] == [(e["x"], e["y"], e["p"]) for e in pb]
+        assert a["scores"][score]["profile"]["vae"]["profile"] == b["scores"][score]["profile"]["vae"]["profile"]
+
+
+def test_compare_rliable_backend_without_rliable_is_a_clear_error(studies, tmp_path, monkeypatch):
+    import darla.compare
+
+    monkeypatch.setattr(darla.compare, "rliable_library", lambda: None)
+    good, run = studies
+    with pytest.raises(RuntimeError, match="--backend numpy"):
+        darla.compare.compare([good, run], tmp_path / "o", backend="rliable")
+    darla.compare.compare([good, run], tmp_path / "o", n_boot=10)  # auto falls back
+    assert json.loads((tmp_path / "o" / "compare.json").read_text())["backend"] == "numpy"
