@@ -114,8 +114,9 @@ def infer_label(path: Path, eval_dir: Path, rows: list[dict[str, Any]]) -> str:
     return path.resolve().name
 
 
-def _score_matrices(rows: list[dict[str, Any]], score: str) -> tuple[list[str], dict[str, np.ndarray], dict[str, int]]:
-    """``(tasks, {label: (runs, tasks)}, {label: runs dropped})`` for ``score`` in :data:`SCORES`.
+def _score_matrices(rows: list[dict[str, Any]], score: str
+                    ) -> tuple[list[str], dict[str, np.ndarray], dict[str, int], list[str]]:
+    """``(tasks, {label: (runs, tasks)}, {label: runs dropped}, tasks left out)`` for ``score`` in :data:`SCORES`.
 
     Tasks are the domains every label has (in the first label's order). For the ratio, runs whose mean
     source return is <= 0 have no ratio and are dropped (counted)."""
@@ -142,7 +143,7 @@ def _score_matrices(rows: list[dict[str, Any]], score: str) -> tuple[list[str], 
             raise ValueError(f"label {label!r} has no run with a positive mean source return; its {score} is "
                              "undefined (compare target returns instead)")
         out[label] = np.array(matrix)
-    return common, out, dropped
+    return common, out, dropped, [t for t in tasks if t not in common]
 
 
 def _pair_estimates(scores: dict[str, np.ndarray], backend: str, n_boot: int, rng: np.random.Generator
@@ -247,7 +248,7 @@ def compare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, lab
     try:
         for score, title in SCORES.items():
             try:
-                tasks, scores, dropped = _score_matrices(rows, score)
+                tasks, scores, dropped, left_out = _score_matrices(rows, score)
             except ValueError as e:
                 logger.warning("%s not compared: %s", title, e)
                 result["scores"][score] = {"skipped": str(e)}
@@ -255,7 +256,7 @@ def compare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, lab
             pairs = _pair_estimates(scores, backend, n_boot, rng)
             taus, profiles = _profiles(scores, backend, n_boot, rng)
             result["scores"][score] = {
-                "tasks": tasks, "labels": list(scores), "dropped_runs": dropped,
+                "tasks": tasks, "left_out_tasks": left_out, "labels": list(scores), "dropped_runs": dropped,
                 "runs": {k: int(v.shape[0]) for k, v in scores.items()},
                 "mean": {k: float(v.mean()) for k, v in scores.items()},
                 "probability_of_improvement": [{"x": x, "y": y, **e} for (x, y), e in pairs.items()],
@@ -291,6 +292,8 @@ def _markdown(result: dict[str, Any]) -> str:
             lines += [f"Not compared: {s['skipped']}"]
             continue
         lines += [f"Tasks: {', '.join(s['tasks'])}."]
+        if s["left_out_tasks"]:
+            lines += [f"Left out (not evaluated for every run of every label): {', '.join(s['left_out_tasks'])}."]
         for label, n in s["dropped_runs"].items():
             lines += [f"{label}: {n} run(s) without a ratio (mean source return <= 0) left out."]
         labels = s["labels"]

@@ -55,7 +55,7 @@ def test_compare_two_evaluations(studies, tmp_path, capsys):
     result = json.loads((out / "compare.json").read_text())
     assert [d["label"] for d in result["inputs"]] == ["beta_vae_dae", "vae"]
     assert result["scores"]["target"]["runs"] == {"beta_vae_dae": 3, "vae": 4}
-    assert result["scores"]["target"]["tasks"] == TARGETS
+    assert result["scores"]["target"]["tasks"] == TARGETS and result["scores"]["target"]["left_out_tasks"] == []
     assert _p(result, "target", "beta_vae_dae", "vae") == {"x": "beta_vae_dae", "y": "vae", "p": 1.0, "ci": [1.0, 1.0]}
     assert _p(result, "target", "vae", "beta_vae_dae")["p"] == 0.0
     assert _p(result, "source", "vae", "beta_vae_dae")["p"] == 0.5  # identical source returns
@@ -135,3 +135,18 @@ def test_compare_rliable_backend_without_rliable_is_a_clear_error(studies, tmp_p
         darla.compare.compare([good, run], tmp_path / "o", backend="rliable")
     darla.compare.compare([good, run], tmp_path / "o", n_boot=10)  # auto falls back
     assert json.loads((tmp_path / "o" / "compare.json").read_text())["backend"] == "numpy"
+
+
+def test_compare_keeps_the_domains_every_label_has_and_names_the_rest(studies, tmp_path):
+    good, run = studies
+    r = json.loads((good / "evaluation.json").read_text())
+    r["returns"]["B-extra"] = r["returns"]["A-third"]
+    r["lengths"]["B-extra"] = r["lengths"]["A-third"]
+    r["domains"].append("B-extra")
+    write_evaluation_csv(r, good / "evaluation.csv")
+    from darla.compare import compare
+
+    md = compare([good, run], tmp_path / "cmp", n_boot=20, backend="numpy").read_text()
+    target = json.loads((tmp_path / "cmp" / "compare.json").read_text())["scores"]["target"]
+    assert target["tasks"] == TARGETS and target["left_out_tasks"] == ["B-extra"]
+    assert "Left out (not evaluated for every run of every label): B-extra." in md
