@@ -180,7 +180,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         command += ["--label", label]
     command += ["--n-boot", str(args.n_boot), "--seed", str(args.seed), "--backend", args.backend]
     md = compare(args.inputs, args.out, labels=args.labels, n_boot=args.n_boot, seed=args.seed,
-                 backend=args.backend, command=shlex.join(command))
+                 backend=args.backend, command=shlex.join(command), progress=not args.quiet)
     print(md.read_text())
     print(f"comparison: {md} (profiles: {md.parent / 'profiles.png'})")
     return 0
