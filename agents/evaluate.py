@@ -16,6 +16,7 @@ with the env id and kwargs recorded in the policy's ``policy.json``, ``domain`` 
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
@@ -60,6 +61,13 @@ def _default_factory(meta: dict[str, Any]) -> EnvFactory:
             "pass env_factory=lambda domain: gymnasium.make(ID, domain=domain, ...) (for SeekAvoid: import envs first)"
         )
     return lambda domain: gym.make(env_id, domain=domain, **kwargs)
+
+
+def _vision_name(meta: dict[str, Any]) -> str | None:
+    """The vision model's registry name (``"beta_vae_dae"``), ``"pixels"`` for end-to-end policies, or None."""
+    if meta.get("mode") == "pixels":
+        return "pixels"
+    return getattr(meta.get("vision_model"), "name", None) or None
 
 
 def run_episodes(
@@ -173,8 +181,8 @@ def zero_shot_evaluate(
                    "mean_length": float(lengths[n].mean())} for n in names}
     result: dict[str, Any] = {
         "policies": [m.get("path") or f"<{m['algo']} model>" for m in metas],
-        "policy_meta": [{k: m.get(k) for k in ("algo", "mode", "vision_checkpoint", "vision_id", "seed", "steps",
-                                                "train_domains")} for m in metas],
+        "policy_meta": [{**{k: m.get(k) for k in ("algo", "mode", "vision_checkpoint", "vision_id", "seed", "steps",
+                                                   "train_domains")}, "vision_name": _vision_name(m)} for m in metas],
         "domains": names,
         "source": src,
         "target": tgt,
@@ -277,14 +285,151 @@ def transfer_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+# One row per (policy, domain, episode); the column order of evaluation.csv.
+CSV_COLUMNS = ("policy", "policy_seed", "algo", "mode", "vision_model", "vision_id", "domain", "split", "episode",
+               "episode_seed", "return", "length")
+
+
+def evaluation_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-episode numbers of a :func:`zero_shot_evaluate` result in long format (tidy data).
+
+    One row per (policy, domain, episode) with the columns :data:`CSV_COLUMNS`: the policy directory and
+    its training seed, algorithm, mode, vision model name and checkpoint digest (``vision_id``), the
+    domain and its split role (``source``/``target``), the episode index, its ``env.reset`` seed, return
+    and length. Works on results read back from ``evaluation.json`` too (older ones lack
+    ``vision_name``: the column is then empty, or ``pixels`` for pixel policies).
+
+    :param result: a :func:`zero_shot_evaluate` result (or the parsed ``evaluation.json``)
+    :return: rows, policy-major, then domains in evaluation order, then episodes
+    """
+    src = set(result.get("source") or [])
+    episode_seeds = result.get("episode_seeds") or [result["seed"] + i for i in range(result["episodes"])]
+    metas = result.get("policy_meta") or [{} for _ in result["policies"]]
+    rows = []
+    for k, (policy, meta) in enumerate(zip(result["policies"], metas)):
+        vision = meta.get("vision_name") or ("pixels" if meta.get("mode") == "pixels" else None)
+        for name in result["domains"]:
+            returns, lengths = result["returns"][name][k], result["lengths"][name][k]
+            for i, (ret, length) in enumerate(zip(returns, lengths)):
+                rows.append({"policy": policy, "policy_seed": meta.get("seed"), "algo": meta.get("algo"),
+                             "mode": meta.get("mode"), "vision_model": vision, "vision_id": meta.get("vision_id"),
+                             "domain": name, "split": "source" if name in src else "target", "episode": i,
+                             "episode_seed": episode_seeds[i], "return": float(ret), "length": int(length)})
+    return rows
+
+
+def evaluation_csv(result: dict[str, Any]) -> str:
+    """:func:`evaluation_rows` as CSV text (header :data:`CSV_COLUMNS`; missing values are empty cells;
+    returns written with ``repr`` precision so they read back exactly)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in evaluation_rows(result):
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def write_evaluation_csv(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write :func:`evaluation_csv` to ``path`` atomically.
+
+    :param result: a :func:`zero_shot_evaluate` result
+    :param path: the CSV file, e.g. ``out_dir / "evaluation.csv"``
+    :return: ``path``
+    """
+    path = Path(path)
+    atomic_write_bytes(path, evaluation_csv(result).encode())
+    return path
+
+
+def read_evaluation_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of an ``evaluation.csv`` with ``return`` as float, ``episode``/``episode_seed``/``length`` as int
+    and ``policy_seed`` as int or None (no pandas needed; ``pandas.read_csv`` reads the file as well).
+
+    :param path: a file written by :func:`write_evaluation_csv`
+    """
+    path = Path(path)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("policy", "domain", "split", "episode", "return") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"'{path}' is not an evaluation CSV: column(s) {missing} missing; write it with "
+                             "agents.evaluate.write_evaluation_csv or `darla evaluate`")
+        rows = []
+        for r in reader:
+            row: dict[str, Any] = {k: (v if v != "" else None) for k, v in r.items()}
+            row["return"] = float(r["return"])
+            for k in ("episode", "episode_seed", "length", "policy_seed"):
+                if row.get(k) is not None:
+                    row[k] = int(row[k])
+            rows.append(row)
+    return rows
+
+
+def rliable_scores(rows: Sequence[dict[str, Any]], split: str = "target", by: str = "vision_model",
+                   run_key: Sequence[str] = ("vision_id", "policy")) -> dict[str, np.ndarray]:
+    """rliable's score dict ``{algorithm: (runs, tasks) array}`` from long-format evaluation rows.
+
+    A run is one policy (one training seed on one vision checkpoint: rows sharing ``run_key``), a task
+    is a domain of ``split``, a score is the run's mean return over its episodes in that domain.
+    Algorithms are the values of column ``by``. Tasks (columns) are the domains in first-seen order and
+    must be the same for every algorithm, as rliable's aggregates need.
+
+    :param rows: rows of :func:`evaluation_rows` / :func:`read_evaluation_csv`, or a ``pandas.DataFrame``
+        of ``evaluation.csv`` (its records are used)
+    :param split: ``"target"``, ``"source"`` or ``"all"`` (every domain)
+    :param by: column naming the algorithm (``vision_model``; or e.g. ``mode``, ``algo``)
+    :param run_key: columns that identify a run within an algorithm
+    :return: ``{algorithm: array (runs, tasks)}`` and no other keys
+    """
+    tasks, cells = run_task_means(rows, split, by, run_key)
+    out = {}
+    for algo, runs in cells.items():
+        lacking = sorted({t for run in runs.values() for t in tasks if t not in run})
+        if lacking:
+            raise ValueError(f"{by} {algo!r} has runs without domain(s) {lacking}; every run needs every task "
+                             f"(evaluate all policies on the same domains)")
+        out[algo] = np.array([[run[t] for t in tasks] for run in runs.values()], dtype=np.float64)
+    return out
+
+
+def run_task_means(rows: Sequence[dict[str, Any]], split: str = "target", by: str = "vision_model",
+                   run_key: Sequence[str] = ("vision_id", "policy")
+                   ) -> tuple[list[str], dict[str, dict[tuple, dict[str, float]]]]:
+    """Mean return of every (algorithm, run, domain) cell of long-format rows (see :func:`rliable_scores`).
+
+    :return: ``(tasks, {algorithm: {run key: {domain: mean return}}})``, domains and runs in first-seen order
+    """
+    if hasattr(rows, "to_dict"):  # a pandas DataFrame
+        rows = rows.to_dict("records")
+    if split not in ("target", "source", "all"):
+        raise ValueError(f"split must be 'target', 'source' or 'all', got {split!r}")
+    sums: dict[str, dict[tuple, dict[str, list[float]]]] = {}
+    tasks: list[str] = []
+    for r in rows:
+        if split != "all" and r["split"] != split:
+            continue
+        if r["domain"] not in tasks:
+            tasks.append(r["domain"])
+        run = tuple(str(r.get(c)) for c in run_key)
+        cell = sums.setdefault(str(r.get(by)), {}).setdefault(run, {}).setdefault(r["domain"], [0.0, 0])
+        cell[0] += float(r["return"])
+        cell[1] += 1
+    if not tasks:
+        raise ValueError(f"no rows of split {split!r}; the evaluation has no {split} domains")
+    return tasks, {a: {run: {t: s / n for t, (s, n) in cells.items()} for run, cells in runs.items()}
+                   for a, runs in sums.items()}
+
+
 def write_evaluation(result: dict[str, Any], out_dir: str | os.PathLike) -> Path:
-    """Write ``evaluation.json``, ``evaluation.md`` (Markdown table) and ``transfer.png`` to ``out_dir``.
+    """Write ``evaluation.json``, ``evaluation.csv`` (per episode, long format: :func:`evaluation_rows`),
+    ``evaluation.md`` (Markdown table) and ``transfer.png`` to ``out_dir``.
 
     :return: ``out_dir``
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "evaluation.json", json.dumps(strict_json(result), indent=2).encode())
+    write_evaluation_csv(result, out / "evaluation.csv")
     header = (f"Zero-shot evaluation: {len(result['policies'])} policy seed(s) × {result['episodes']} episodes per "
               f"domain, episode seeds {result['seed']}…{result['seed'] + result['episodes'] - 1} in every domain"
               f"{'' if result['deterministic'] else ' (stochastic actions)'}.\n\n")

@@ -244,3 +244,114 @@ def summarize(
         "n_seeds": int(a.shape[0]),
         "n_episodes": int(a.shape[1]),
     }
+
+
+# -- comparing algorithms over runs x tasks (rliable's aggregate tools) ----------------------------------
+def _runs_by_tasks(x: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty (runs, tasks) matrix, got shape {a.shape}; "
+                         "build it with agents.evaluate.rliable_scores")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} holds NaN/inf scores; drop the runs whose score is undefined first")
+    return a
+
+
+def _task_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) + ½ P(X = Y) per task (Mann–Whitney U / (n_x n_y)) of ``x (..., n_x, tasks)`` against
+    ``y (..., n_y, tasks)``: every pair of runs compared; :return: ``(..., tasks)``"""
+    gt = (x[..., :, None, :] > y[..., None, :, :]).mean(axis=(-3, -2))
+    eq = (x[..., :, None, :] == y[..., None, :, :]).mean(axis=(-3, -2))
+    return gt + 0.5 * eq
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """Probability that algorithm X beats algorithm Y on a task (Agarwal et al. 2021, sec. 4.3).
+
+    For each task, the Mann–Whitney U statistic of X's runs against Y's normalised by ``n_x n_y``:
+    the chance that a random run of X scores higher than a random run of Y, ties counting half;
+    then the mean over tasks. 1.0: X beats Y on every pair; 0.5: no difference. Same value as
+    ``rliable.metrics.probability_of_improvement``.
+
+    :param x: scores of X, ``(runs_x, tasks)``
+    :param y: scores of Y, ``(runs_y, tasks)``, same tasks (the run counts may differ)
+    """
+    a, b = _runs_by_tasks(x, "x"), _runs_by_tasks(y, "y")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x has {a.shape[1]} tasks and y {b.shape[1]}; compare both on the same tasks")
+    return float(_task_improvement(a, b).mean())
+
+
+def _stratified_runs(a: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, runs, tasks)`` resamples of ``a (runs, tasks)``: runs redrawn within each task (the
+    strata), independently per task, as rliable's ``StratifiedBootstrap``."""
+    idx = rng.integers(0, a.shape[0], size=(n_boot, *a.shape))
+    return a[idx, np.arange(a.shape[1])]
+
+
+def probability_of_improvement_ci(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_boot: int = 2_000,
+    ci: float = 0.95,
+    rng: np.random.Generator | int | None = None,
+    chunk: int = 256,
+) -> dict[str, float | int | list[float]]:
+    """:func:`probability_of_improvement` with a stratified bootstrap percentile CI.
+
+    Each resample redraws X's runs and, independently, Y's runs within every task (rliable's
+    ``StratifiedIndependentBootstrap``), so the interval reflects how few runs each side has.
+
+    :param x: scores of X, ``(runs_x, tasks)``
+    :param y: scores of Y, ``(runs_y, tasks)``
+    :param n_boot: bootstrap resamples
+    :param ci: coverage, e.g. 0.95
+    :param rng: a Generator or a seed
+    :param chunk: resamples compared at once (bounds memory: ``chunk * runs_x * runs_y * tasks``)
+    :return: ``{"p", "ci": [low, high], "n_runs_x", "n_runs_y", "n_tasks"}``
+    """
+    p = probability_of_improvement(x, y)
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    g = _rng(rng)
+    xb, yb = _stratified_runs(a, n_boot, g), _stratified_runs(b, n_boot, g)
+    boot = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):  # the pairwise comparisons, not the resamples, need the memory
+        boot[start:start + chunk] = _task_improvement(xb[start:start + chunk], yb[start:start + chunk]).mean(axis=-1)
+    lo, hi = _percentiles(boot, ci)
+    return {"p": p, "ci": [lo, hi], "n_runs_x": int(a.shape[0]), "n_runs_y": int(b.shape[0]), "n_tasks": int(a.shape[1])}
+
+
+def performance_profile(
+    scores: np.ndarray,
+    taus: np.ndarray,
+    n_boot: int = 2_000,
+    ci: float = 0.95,
+    rng: np.random.Generator | int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score distribution (performance profile) with a stratified bootstrap band (Agarwal et al. 2021, sec. 4.2).
+
+    The profile at ``tau`` is the fraction of all (run, task) scores above ``tau`` — rliable's
+    ``create_performance_profile`` with its default ``use_score_distribution=True``. The band redraws
+    runs within each task.
+
+    :param scores: ``(runs, tasks)``
+    :param taus: thresholds ``(k,)``
+    :param n_boot: bootstrap resamples
+    :param ci: coverage, e.g. 0.95
+    :param rng: a Generator or a seed
+    :return: ``(profile (k,), band (2, k))``: the profile and the lower/upper bounds
+    """
+    a = _runs_by_tasks(scores, "scores")
+    t = np.asarray(taus, dtype=np.float64).reshape(-1)
+    if t.size == 0:
+        raise ValueError("taus is empty; pass thresholds, e.g. np.linspace(min_score, max_score, 101)")
+    profile = (a.reshape(-1, 1) > t).mean(axis=0)
+    boot = _stratified_runs(a, n_boot, _rng(rng)).reshape(n_boot, -1)  # (n_boot, runs * tasks)
+    # the fraction of scores above each tau = 1 - (empirical CDF at tau), from sorted scores
+    sorted_boot = np.sort(boot, axis=1)
+    above = 1.0 - np.stack([np.searchsorted(row, t, side="right") for row in sorted_boot]) / boot.shape[1]
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}; e.g. ci=0.95 for a 95% interval")
+    alpha = (1 - ci) / 2
+    band = np.percentile(above, [100 * alpha, 100 * (1 - alpha)], axis=0)
+    return profile, band

@@ -136,6 +136,23 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path)
 
 
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="probability of improvement and performance profiles of several vision models",
+                       description="Compare evaluations (or runs) labelled by their vision model: P(X > Y) with "
+                       "stratified bootstrap CIs and performance profiles (Agarwal et al. 2021) of target return, "
+                       "source return and target/source ratio. Inputs with the same label pool their runs.")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="RUN_OR_EVAL_DIR",
+                   help="`darla evaluate --out` or `darla run --out` directories")
+    p.add_argument("--out", type=Path, required=True, help="directory for compare.md, compare.json, profiles.png")
+    p.add_argument("--label", dest="labels", action="append", default=None, metavar="NAME",
+                   help="label of each input, in order (default: its vision model); repeat once per input")
+    p.add_argument("--n-boot", type=int, default=2_000, help="bootstrap resamples (default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--backend", default="auto", choices=["auto", "rliable", "numpy"],
+                   help="statistics: rliable if it imports (auto; its bootstrap takes tens of seconds per pair), "
+                   "or agents.stats (numpy; the same estimators, milliseconds per pair)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="darla",
@@ -146,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_run, _add_collect, _add_train_vision, _add_traverse, _add_train_policy, _add_evaluate,
-                _add_metrics, _add_sweep, _add_report):
+                _add_metrics, _add_sweep, _add_report, _add_compare):
         add(sub)
     return parser
 

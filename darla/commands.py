@@ -168,3 +168,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print((summary.parent / "summary.md").read_text())
     print(f"sweep summary: {summary}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import shlex
+
+    from darla.compare import compare
+
+    command = ["darla", "compare", *map(str, args.inputs), "--out", str(args.out)]
+    for label in args.labels or []:
+        command += ["--label", label]
+    command += ["--n-boot", str(args.n_boot), "--seed", str(args.seed), "--backend", args.backend]
+    md = compare(args.inputs, args.out, labels=args.labels, n_boot=args.n_boot, seed=args.seed,
+                 backend=args.backend, command=shlex.join(command), progress=not args.quiet)
+    print(md.read_text())
+    print(f"comparison: {md} (profiles: {md.parent / 'profiles.png'})")
+    return 0

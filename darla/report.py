@@ -1,16 +1,82 @@
 """``report.md`` of a run directory: config, probe table, traversal, learning curves, transfer table and
-plot, timings — and ``summary.json`` with the headline numbers."""
+plot, timings, provenance (package versions, git SHA) — and ``summary.json`` with the headline numbers,
+``provenance.json`` with the versions."""
 
 from __future__ import annotations
 
 import csv
 import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from vision.checkpoint import atomic_write_bytes
 
 INPUTS = "report_inputs.json"
+PROVENANCE = "provenance.json"
+# Distributions whose versions decide a run's numbers (``importlib.metadata`` names).
+PACKAGES = ("torch", "gymnasium", "stable-baselines3", "miniworld", "numpy", "darla")
+
+
+def git_state(path: str | Path | None = None) -> dict[str, Any]:
+    """The git commit of the darla checkout at ``path`` (default: the one this module is imported from).
+
+    :param path: a directory inside the checkout; its git toplevel must be the darla source tree (an
+        installed copy inside some other repository reports no commit rather than that repository's)
+    :return: ``{"sha", "dirty", "note"}``: ``dirty`` is True when tracked files differ from the commit
+        (untracked files do not count); ``sha``/``dirty`` are None, with a ``note``, when there is no
+        git checkout or no git
+    """
+    root = Path(path) if path is not None else Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        top = Path(git("rev-parse", "--show-toplevel")).resolve()
+        if top != root.resolve():
+            return {"sha": None, "dirty": None, "note": f"{root} is not the top of a git checkout"}
+        return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+                "note": None}
+    except FileNotFoundError:
+        return {"sha": None, "dirty": None, "note": "git is not installed"}
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return {"sha": None, "dirty": None, "note": f"{root} is not a git checkout"}
+
+
+def provenance(path: str | Path | None = None) -> dict[str, Any]:
+    """What produced a run: python and :data:`PACKAGES` versions (None where not installed), platform,
+    git SHA and dirty flag of the darla checkout (:func:`git_state`), and when this was recorded (UTC).
+
+    :param path: passed to :func:`git_state`
+    """
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"versions": versions, "platform": platform.platform(), "git": git_state(path),
+            "recorded": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def provenance_lines(prov: dict[str, Any]) -> list[str]:
+    """The Markdown lines of ``report.md``'s provenance section."""
+    g = prov["git"]
+    if g["sha"]:
+        commit = f"`{g['sha']}`" + (" (dirty: tracked files differ from this commit)" if g["dirty"] else " (clean)")
+    else:
+        commit = f"unknown ({g['note']})"
+    lines = [f"darla commit: {commit}; recorded {prov['recorded']} on {prov['platform']}.", "",
+             "| package | version |", "|---|---|"]
+    lines += [f"| {k} | {v or 'not installed'} |" for k, v in prov["versions"].items()]
+    if prov.get("note"):
+        lines += ["", prov["note"]]
+    return lines
 
 
 def write_report(run_dir: Path, config: Any, data_dir: Path | None, vision_dir: Path | None,
@@ -23,6 +89,7 @@ def write_report(run_dir: Path, config: Any, data_dir: Path | None, vision_dir: 
         "policy_dirs": [str(p) for p in policy_dirs],
         "eval_dir": str(eval_dir),
         "timings": timings,
+        "provenance": provenance(),
     }
     atomic_write_bytes(run_dir / INPUTS, json.dumps(inputs, indent=2).encode())
     return _render(run_dir, inputs)
@@ -45,6 +112,11 @@ def _render(run_dir: Path, inputs: dict[str, Any]) -> Path:
                     "policy_steps": cfg["policy"]["steps"], "seeds": cfg["policy"]["seeds"],
                     "timings": inputs["timings"]})
     atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    prov = inputs.get("provenance")
+    if prov is None:  # a run written before provenance was recorded: say that these are today's versions
+        prov = {**provenance(), "note": "Recorded when the report was re-written, not when the run ran "
+                                        "(the run predates provenance records)."}
+    atomic_write_bytes(run_dir / PROVENANCE, json.dumps(prov, indent=2).encode())
 
     lines = ["# darla run report", ""]
     lines += [f"Vision: **{summary['vision_model']}**, policy: **{cfg['policy']['algo']}** "
@@ -84,7 +156,8 @@ def _render(run_dir: Path, inputs: dict[str, Any]) -> Path:
 
     lines += ["## Timings (seconds)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in inputs["timings"].items()]
-    lines += ["", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", "",
+    lines += ["", "## Provenance", "", *provenance_lines(prov), "", f"Also in `{PROVENANCE}`.",
+              "", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", "",
               f"Reproduce: `darla run --config {run_dir / 'config.yaml'} --out {run_dir}`", ""]
     out = run_dir / "report.md"
     atomic_write_bytes(out, "\n".join(lines).encode())
