@@ -240,28 +240,30 @@ def policy_tensors(model: BaseAlgorithm) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_policy_tensors(model: BaseAlgorithm, tensors: dict[str, torch.Tensor], where: str) -> None:
+def load_policy_tensors(model: BaseAlgorithm, tensors: dict[str, torch.Tensor], where: str,
+                        fix: str = "the file does not fit its policy.json (algorithm, policy_kwargs or spaces); "
+                                   "retrain the policy") -> None:
     """Copy saved tensors into a rebuilt policy; every parameter must be covered (by its own key, by a
-    key sharing its storage, or by the pinned vision), no key may be foreign, every shape must fit."""
+    key sharing its storage, or by the pinned vision), no key may be foreign, every shape must fit.
+
+    :param fix: what the error messages tell the user to do"""
     policy = model.policy
     state = policy.state_dict()
     unexpected = sorted(set(tensors) - set(state))
     if unexpected:
         raise PolicyLoadError(f"{where} holds weights the rebuilt policy does not have ({', '.join(unexpected[:4])}"
-                              f"{'...' if len(unexpected) > 4 else ''}): the file does not fit its policy.json "
-                              "(algorithm, policy_kwargs or spaces); retrain, or check --algo/--env")
+                              f"{'...' if len(unexpected) > 4 else ''}): {fix}")
     bad = [f"{k} {tuple(v.shape)} vs {tuple(state[k].shape)}" for k, v in tensors.items()
            if tuple(v.shape) != tuple(state[k].shape)]
     if bad:
-        raise PolicyLoadError(f"{where}: weight shapes do not fit the rebuilt policy ({'; '.join(bad[:3])}): the "
-                              "file was made for other spaces or another net_arch; check --algo/--env or retrain")
+        raise PolicyLoadError(f"{where}: weight shapes do not fit the rebuilt policy ({'; '.join(bad[:3])}): {fix}")
     loaded_storage = {state[k].untyped_storage().data_ptr() for k in tensors}
     prefixes = _vision_prefixes(policy)
     missing = [k for k in state if k not in tensors and not any(k.startswith(p) for p in prefixes)
                and not (state[k].untyped_storage().data_ptr() in loaded_storage)]
     if missing:
         raise PolicyLoadError(f"{where} lacks weights of the rebuilt policy ({', '.join(missing[:4])}"
-                              f"{'...' if len(missing) > 4 else ''}): wrong --algo, or not a policy for these spaces")
+                              f"{'...' if len(missing) > 4 else ''}): {fix}")
     with torch.no_grad():
         for key, value in tensors.items():
             state[key].copy_(value.to(state[key].dtype))
@@ -666,7 +668,8 @@ def load_sb3_zip(
         model = build_algorithm(name, alias, observation_space, action_space, akw, pkw, 1, device)
     except (TypeError, ValueError, AssertionError) as e:
         raise PolicyLoadError(f"{where}: cannot rebuild {name} {alias} for the env's spaces ({e})") from None
-    load_policy_tensors(model, state, where)
+    load_policy_tensors(model, state, where, fix=f"it was not saved by {name} for these spaces and policy_kwargs; "
+                        "check --algo and --env (the env it was trained on)")
     model.policy.set_training_mode(False)
     meta = {"mode": "native", "algo": algos.canonical_algo(name), "path": str(path), "format": "sb3-zip",
             "sb3_version": version, "policy": alias, "train_domains": [], "policy_kwargs":

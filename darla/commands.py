@@ -266,9 +266,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             policies.append(p)
 
     if env_id is None:
+        source = None  # our policies: the domains they trained in (policy.json)
+        if not records:  # only foreign zips: the evaluated domains of the source split count as source
+            src = {d.name for d in resolve_domain_spec("source")}
+            source = ",".join(d.name for d in resolve_domain_spec(args.domains) if d.name in src) or None
         result = evaluate_policies(policies, args.domains, args.episodes, seed=args.seed,
                                    deterministic=not args.stochastic, env_kw=env_kw, out_dir=args.out,
-                                   progress=not args.quiet, source="source" if not records else None)
+                                   progress=not args.quiet, source=source)
     else:
         from agents.evaluate import write_evaluation, zero_shot_evaluate
 

@@ -107,10 +107,13 @@ def test_save_then_load_gives_identical_weights_and_actions(algo, mode, env_fn, 
     _same_actions(keep.kept, model, meta, env_fn())
 
 
-def test_pixel_policy_round_trips(tmp_path):
-    out, keep = _train(tmp_path, "ppo", "pixels", env_fn=TinyChoiceEnv, env_kwargs={"size": 36}, steps=64)
+def test_pixel_policy_with_stacked_frames_round_trips(tmp_path):
+    out, keep = _train(tmp_path, "ppo", "pixels", env_fn=TinyChoiceEnv, env_kwargs={"size": 36}, steps=64,
+                       frame_stack=2)
     model, meta = load_policy(out)
     assert meta["policy"] == "CnnPolicy" and meta["vision_model"] is None
+    assert wrap_env(TinyChoiceEnv(size=36), meta).observation_space.shape == (36, 36, 6)
+    assert model.observation_space.shape == (6, 36, 36)  # SB3's VecTransposeImage, as in training
     _same_actions(keep.kept, model, meta, TinyChoiceEnv(size=36))
 
 
@@ -310,6 +313,21 @@ def test_darla_evaluate_runs_a_foreign_zip_on_an_env_id_with_a_shift(tmp_path):
     direct = zero_shot_evaluate([original], [ENV_ID], env_factory=lambda d: gym.make(ENV_ID, max_steps=3),
                                 episodes=3, seed=7, progress=False, n_boot=10)
     assert result["returns"][ENV_ID] == direct["returns"][ENV_ID]
+
+
+def test_darla_evaluate_runs_a_foreign_zip_on_seekavoid_domains_and_names_a_wrong_algo(tmp_path, capsys):
+    pytest.importorskip("envs.seekavoid")
+    env = gym.make("darla/SeekAvoid-v0", domain="A-default", obs_size=16)
+    PPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0).save(tmp_path / "sa.zip")
+    env.close()
+    argv = ["-q", "evaluate", "--policy", str(tmp_path / "sa.zip"), "--obs-size", "16", "--domains",
+            "A-default,A-changed", "--episodes", "1", "--out", str(tmp_path / "e")]
+    assert main([*argv, "--algo", "ppo"]) == 0
+    result = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert result["source"] == ["A-default"] and result["target"] == ["A-changed"]
+    err = _one_line_refusal([*argv, "--algo", "dqn"], capsys)
+    assert "not saved by dqn" in err and "--algo" in err
+    assert "pass --algo" in _one_line_refusal(argv, capsys)
 
 
 def test_darla_evaluate_honours_the_env_id_in_policy_json(tiny_checkpoint, tmp_path):
