@@ -74,7 +74,7 @@ def _train(tmp_path, algo, mode, env_fn=TinyChoiceEnv, vision=None, steps=128, *
     small = {"ppo": dict(n_steps=32, batch_size=32, n_epochs=1), "a2c": dict(n_steps=8),
              "dqn": dict(learning_starts=16, batch_size=8, buffer_size=200, train_freq=4),
              "qrdqn": dict(learning_starts=16, batch_size=8, buffer_size=200, train_freq=4),
-             "trpo": dict(n_steps=64, batch_size=32),
+             "trpo": dict(n_steps=64, batch_size=32), "ars": dict(n_delta=2),
              }.get(algo, dict(learning_starts=16, batch_size=8, buffer_size=200))
     out = train_policy(env_fn=env_fn, env_kwargs=kw.pop("env_kwargs", None), vision=vision, algo=algo, mode=mode,
                        steps=steps, n_envs=kw.pop("n_envs", 2), seed=0, out_dir=tmp_path / f"{algo}-{mode}",
@@ -96,6 +96,7 @@ def _same_actions(trained, loaded, meta, env) -> None:
 @pytest.mark.parametrize("algo,mode,env_fn", [
     ("ppo", "latent", TinyChoiceEnv), ("ppo", "extractor", TinyChoiceEnv), ("dqn", "latent", TinyChoiceEnv),
     ("sac", "latent", TinyReachEnv), ("a2c", "latent", TinyChoiceEnv), ("td3", "latent", TinyReachEnv),
+    ("ddpg", "latent", TinyReachEnv),
 ])
 def test_save_then_load_gives_identical_weights_and_actions(algo, mode, env_fn, tiny_checkpoint, tmp_path):
     out, keep = _train(tmp_path, algo, mode, env_fn, vision=str(tiny_checkpoint))
@@ -117,7 +118,8 @@ def test_pixel_policy_with_stacked_frames_round_trips(tmp_path):
     _same_actions(keep.kept, model, meta, TinyChoiceEnv(size=36))
 
 
-@pytest.mark.parametrize("algo,env_fn", [("qrdqn", TinyChoiceEnv), ("tqc", TinyReachEnv), ("trpo", TinyChoiceEnv)])
+@pytest.mark.parametrize("algo,env_fn", [("qrdqn", TinyChoiceEnv), ("tqc", TinyReachEnv), ("trpo", TinyChoiceEnv),
+                                         ("ars", TinyChoiceEnv), ("ars", TinyReachEnv), ("crossq", TinyReachEnv)])
 def test_sb3_contrib_algorithms_train_and_round_trip_on_latents(algo, env_fn, tiny_checkpoint, tmp_path):
     pytest.importorskip("sb3_contrib")
     assert algo in algo_names()
@@ -302,6 +304,35 @@ def test_foreign_sb3_zip_loads_without_pickle_and_acts_like_the_original(tmp_pat
     assert isinstance(model, DQN) and meta["algo"] == "dqn"
 
 
+def test_foreign_zip_with_a_custom_features_extractor_is_refused_naming_it(tmp_path):
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    class Custom(FlattenExtractor):
+        pass
+
+    model = PPO("MlpPolicy", TinyChoiceEnv(), n_steps=16, batch_size=16, policy_kwargs=dict(
+        features_extractor_class=Custom))
+    model.save(tmp_path / "custom.zip")
+    with pytest.raises(PolicyLoadError, match="features_extractor_class = <class '.*Custom'>, a class darla cannot "
+                                              "rebuild"):
+        load_policy(tmp_path / "custom.zip", algo="ppo", env=TinyChoiceEnv())
+
+
+def test_train_policy_cli_takes_any_env_algo_and_policy_kwargs_and_refuses_bad_yaml(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["-q", "train-policy", "--mode", "pixels", "--env", ENV_ID, "--env-kwargs", "{size: 36}",
+                 "--algo", "a2c", "--algo-kwargs", "{n_steps: 8}", "--policy-kwargs",
+                 "{net_arch: [8], activation_fn: Tanh}", "--frame-stack", "2", "--steps", "32", "--n-envs", "1",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "policy.json").read_text())
+    assert (meta["algo"], meta["env_id"], meta["frame_stack"]) == ("a2c", ENV_ID, 2)
+    assert meta["policy_kwargs"] == {"net_arch": [8], "activation_fn": "torch.nn.Tanh"}
+    assert meta["algo_kwargs"]["n_steps"] == 8
+    err = _one_line_refusal(["-q", "train-policy", "--mode", "pixels", "--env", ENV_ID, "--policy-kwargs",
+                             "{net_arch: [8", "--out", str(tmp_path / "q")], capsys)
+    assert "--policy-kwargs" in err and "YAML" in err
+
+
 def test_darla_evaluate_runs_a_foreign_zip_on_an_env_id_with_a_shift(tmp_path):
     original = _foreign_ppo(tmp_path / "mine.zip")
     out = tmp_path / "eval"
@@ -363,6 +394,7 @@ def _serialized(obj) -> dict:
 
 
 def _one_line_refusal(argv: list[str], capsys) -> str:
+    capsys.readouterr()  # what earlier calls printed
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
