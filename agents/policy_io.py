@@ -57,6 +57,7 @@ LEGACY_ZIP = "policy.zip"
 FORMAT = "darla-policy"
 FORMAT_VERSION = 1
 _MAX_JSON_BYTES = 16 * 2**20  # a policy.json or an SB3 zip's data entry is kilobytes; refuse a bomb
+_MAX_SPACE_SIZE = 2**24  # values in one observation: a 2048x2048x4 frame; more is a tampered record
 
 
 class PolicyLoadError(RuntimeError):
@@ -129,6 +130,8 @@ def space_from_json(d: Any, what: str = "space") -> spaces.Space:
     kind = d["type"]
     if kind == "Box":
         shape = tuple(_ints(d.get("shape"), f"{what}.shape"))
+        if int(np.prod(shape, dtype=np.float64)) > _MAX_SPACE_SIZE:  # a tampered shape must not exhaust memory
+            raise ValueError(f"{what}.shape {list(shape)} is implausibly large (> {_MAX_SPACE_SIZE} values)")
         dtype = d.get("dtype")
         if dtype not in _DTYPES:
             raise ValueError(f"{what}.dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")

@@ -153,6 +153,8 @@ def test_spaces_round_trip_through_json():
         assert back == space, (space, back)
     with pytest.raises(ValueError, match="dtype"):
         space_from_json({"type": "Box", "shape": [2], "dtype": "object", "low": 0, "high": 1})
+    with pytest.raises(ValueError, match="implausibly large"):
+        space_from_json({"type": "Box", "shape": [100000, 100000], "dtype": "uint8", "low": 0, "high": 1})
 
 
 # -- algorithms, kwargs ------------------------------------------------------------------------------
@@ -302,6 +304,13 @@ def test_foreign_sb3_zip_loads_without_pickle_and_acts_like_the_original(tmp_pat
     dqn.save(tmp_path / "dqn.zip")
     model, meta = load_policy(tmp_path / "dqn.zip", env=TinyChoiceEnv())
     assert isinstance(model, DQN) and meta["algo"] == "dqn"
+    from stable_baselines3 import SAC  # and a continuous-action zip, named too
+
+    sac = SAC("MlpPolicy", TinyReachEnv(), learning_starts=0, buffer_size=100, seed=0, policy_kwargs=dict(net_arch=[8]))
+    sac.save(tmp_path / "sac.zip")
+    model, meta = load_policy(tmp_path / "sac.zip", env=TinyReachEnv())
+    assert isinstance(model, SAC)
+    _same_actions(sac, model, meta, TinyReachEnv())
 
 
 def test_foreign_zip_with_a_custom_features_extractor_is_refused_naming_it(tmp_path):
