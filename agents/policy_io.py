@@ -368,7 +368,7 @@ def policy_dir(path: str | os.PathLike) -> Path:
     if (p / LEGACY_ZIP).exists():
         raise PolicyLoadError(
             f"'{p}' holds a policy.zip from an older darla (SB3's pickle format, which can run code, so it is not "
-            "loaded); retrain it (`darla train-policy` or rerun `darla run`)")
+            f"loaded); convert it without unpickling (python -m agents.policy_io convert {p}) or retrain it")
     raise PolicyLoadError(
         f"no finished policy at '{path}': expected a directory with {POLICY_WEIGHTS} and {POLICY_JSON} (written by "
         "agents.train_policy / `darla train-policy`), or an SB3 .zip with --algo; train it first")
@@ -583,6 +583,40 @@ def _infer_algo(data: dict[str, Any]) -> str | None:
     return None
 
 
+def _read_sb3_zip(path: str | os.PathLike, where: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], str | None]:
+    """``(data JSON, policy state_dict, SB3 version)`` of a zip written by SB3's ``model.save``: the ``data``
+    entry parsed as JSON only, ``policy.pth`` through ``torch.load(weights_only=True)``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if "policy.pth" not in names:
+                raise PolicyLoadError(f"{where} has no policy.pth; it is not a policy saved by SB3's model.save")
+            info = archive.getinfo("data") if "data" in names else None
+            if info is not None and info.file_size > _MAX_JSON_BYTES:
+                raise PolicyLoadError(f"{where}: its data entry is {info.file_size} bytes, too large to be SB3's JSON")
+            raw = archive.read("data") if info is not None else b"{}"
+            pth = archive.read("policy.pth")
+            version = archive.read("_stable_baselines3_version").decode(errors="replace").strip() \
+                if "_stable_baselines3_version" in names else None
+    except (zipfile.BadZipFile, OSError, KeyError) as e:
+        raise PolicyLoadError(f"{where} is not a readable zip ({e}); pass an SB3 model.save file") from None
+    try:
+        data = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PolicyLoadError(f"{where}: its data entry is not JSON ({e}); not an SB3 model.save file") from None
+    if not isinstance(data, dict):
+        raise PolicyLoadError(f"{where}: its data entry is not a JSON object; not an SB3 model.save file")
+    try:
+        state = torch.load(io.BytesIO(pth), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (UnpicklingError for any non-weights object; any failure = refuse)
+        raise PolicyLoadError(f"{where}: policy.pth is not a plain weights file ({type(e).__name__}); darla loads "
+                              "weights only (torch.load(weights_only=True)) and refuses anything else") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise PolicyLoadError(f"{where}: policy.pth is not a state_dict of tensors")
+    return data, state, version
+
+
 def load_sb3_zip(
     path: str | os.PathLike,
     observation_space: spaces.Space,
@@ -606,27 +640,7 @@ def load_sb3_zip(
     :return: ``(model, meta)`` with ``meta["mode"] == "native"`` (observations passed through unchanged)
     """
     where = f"SB3 zip '{path}'"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if "policy.pth" not in names:
-                raise PolicyLoadError(f"{where} has no policy.pth; it is not a policy saved by SB3's model.save")
-            info = archive.getinfo("data") if "data" in names else None
-            if info is not None and info.file_size > _MAX_JSON_BYTES:
-                raise PolicyLoadError(f"{where}: its data entry is {info.file_size} bytes, too large to be SB3's JSON")
-            raw = archive.read("data") if info is not None else b"{}"
-            pth = archive.read("policy.pth")
-            version = archive.read("_stable_baselines3_version").decode(errors="replace").strip() \
-                if "_stable_baselines3_version" in names else None
-    except (zipfile.BadZipFile, OSError, KeyError) as e:
-        raise PolicyLoadError(f"{where} is not a readable zip ({e}); pass an SB3 model.save file") from None
-    try:
-        data = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PolicyLoadError(f"{where}: its data entry is not JSON ({e}); not an SB3 model.save file") from None
-    if not isinstance(data, dict):
-        raise PolicyLoadError(f"{where}: its data entry is not a JSON object; not an SB3 model.save file")
-
+    data, state, version = _read_sb3_zip(path, where)
     name = algo or _infer_algo(data)
     if name is None:
         raise PolicyLoadError(f"{where} does not say which algorithm made it; pass --algo (one of "
@@ -636,15 +650,6 @@ def load_sb3_zip(
         algos.check_action_space(name, action_space)
     except ValueError as e:
         raise PolicyLoadError(f"{where}: {e}") from None
-    try:
-        state = torch.load(io.BytesIO(pth), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (UnpicklingError for any non-weights object; any failure = refuse)
-        raise PolicyLoadError(f"{where}: policy.pth is not a plain weights file ({type(e).__name__}); darla loads "
-                              "weights only (torch.load(weights_only=True)) and refuses anything else") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise PolicyLoadError(f"{where}: policy.pth is not a state_dict of tensors")
-
     shape, _, _ = _space_summary(data, "observation_space")
     want = list(_expected_obs_shape(observation_space))
     if shape is not None and shape != want:
@@ -678,3 +683,99 @@ def load_sb3_zip(
             "sb3_version": version, "policy": alias, "train_domains": [], "policy_kwargs":
             algos.policy_kwargs_to_json(pkw), "vision_model": None, "normalize_stats": None, "frame_stack": 1}
     return model, meta
+
+
+# -- policies of older darla versions (policy.zip) --------------------------------------------------------
+def convert_legacy_policy(path: str | os.PathLike, vision: str | os.PathLike | None = None) -> Path:
+    """Convert a policy directory of an older darla (SB3's ``policy.zip`` + its ``policy.json``) to
+    ``policy.safetensors`` + a new ``policy.json``, without unpickling: the zip is read like a foreign one
+    (:func:`_read_sb3_zip`), the spaces come from the old record (frame shape; latent size from the pinned
+    vision checkpoint) and the zip's plain action-space fields. ``policy.zip`` is left in place.
+
+    :param path: the policy directory (or its ``policy.zip``)
+    :param vision: a relocated copy of its vision checkpoint (same digest)
+    :return: the directory, now loadable with :func:`agents.train.load_policy`
+    """
+    from agents.frozen import load_frozen_vision
+    from agents.latent import latent_space
+
+    where = Path(path)
+    where = where.parent if where.is_file() else where
+    if (where / POLICY_WEIGHTS).exists():
+        return where  # already converted (or written by this darla)
+    zpath, jpath = where / LEGACY_ZIP, where / POLICY_JSON
+    if not zpath.exists() or not jpath.exists():
+        raise PolicyLoadError(f"'{where}' is not an older darla policy (expected {LEGACY_ZIP} and {POLICY_JSON})")
+    old = _read_json(jpath)
+    algo, mode = _field(old, "algo", jpath, str), _field(old, "mode", jpath, str)
+    if mode not in ("latent", "extractor", "pixels"):
+        raise PolicyLoadError(f"'{jpath}': unknown mode {mode!r}; retrain the policy")
+    where_zip = f"old darla policy '{zpath}'"
+    data, state, _ = _read_sb3_zip(zpath, where_zip)
+    _, _, n = _space_summary(data, "action_space")
+    if n is None:
+        raise PolicyLoadError(f"{where_zip}: its action space is not a plain Discrete one (older darla trained ppo, "
+                              "a2c, dqn on Discrete actions); retrain the policy")
+    action_space = spaces.Discrete(n)
+    vision_path = None
+    if mode == "pixels":
+        obs_space = spaces.Box(0, 255, tuple(_ints(_field(old, "obs_shape", jpath, list), "obs_shape")), np.uint8)
+    else:
+        vision_path = pinned_vision(old, vision, where)
+        if mode == "latent":
+            obs_space = latent_space(load_frozen_vision(vision_path)[0].feature_dim)
+        else:
+            obs_space = spaces.Box(0, 255, tuple(_ints(_field(old, "obs_shape", jpath, list), "obs_shape")), np.uint8)
+    user = dict(data)
+    value, _ = _plain_entry(data, "policy_kwargs")
+    if isinstance(value, dict):  # the frozen-vision extractor is rebuilt from the mode, not from the zip
+        user["policy_kwargs"] = {k: v for k, v in value.items() if not k.startswith("features_extractor")}
+    pkw = _foreign_policy_kwargs(user, where_zip)
+    build_kw = dict(pkw)
+    if mode == "extractor":
+        build_kw.update(features_extractor_class=FrozenVisionExtractor,
+                        features_extractor_kwargs={"vision": str(vision_path), "device": "cpu"})
+    alias = "CnnPolicy" if mode == "pixels" else "MlpPolicy"
+    akw = _field(old, "algo_kwargs", jpath, dict)
+    n_envs = old.get("n_envs") if isinstance(old.get("n_envs"), int) and old["n_envs"] >= 1 else 1
+    try:
+        model = build_algorithm(algo, alias, obs_space, action_space, akw, build_kw, n_envs)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise PolicyLoadError(f"'{jpath}': cannot rebuild {algo} from it ({type(e).__name__}: {e}); retrain") from None
+    prefixes = _vision_prefixes(model.policy)
+    state = {k: v for k, v in state.items() if not any(k.startswith(p) for p in prefixes)}  # pinned vision wins
+    load_policy_tensors(model, state, where_zip, fix="retrain the policy")
+    meta = {**{k: v for k, v in old.items() if k not in ("format", "format_version", "weights", "normalize")},
+            "policy": alias, "observation_space": space_to_json(obs_space), "action_space": space_to_json(action_space),
+            "policy_kwargs": algos.policy_kwargs_to_json(pkw), "frame_stack": 1, "n_envs": n_envs,
+            "converted_from": LEGACY_ZIP}
+    if vision_path is not None:
+        meta["vision_checkpoint"] = str(vision_path)
+    save_policy(model, where, meta)
+    logger.info("converted %s to %s + %s (nothing unpickled)", zpath, POLICY_WEIGHTS, POLICY_JSON)
+    return where
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.policy_io convert DIR [DIR ...]``: convert older darla policy directories."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m agents.policy_io",
+                                     description="convert older darla policy directories (policy.zip) to "
+                                     "policy.safetensors + policy.json without unpickling")
+    parser.add_argument("command", choices=["convert"])
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--vision", type=Path, default=None, help="relocated vision checkpoint (same digest)")
+    args = parser.parse_args(argv)
+    for d in args.dirs:
+        try:
+            print(f"converted: {convert_legacy_policy(d, args.vision)}")
+        except PolicyLoadError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -136,13 +136,52 @@ def test_extractor_policy_file_leaves_the_vision_weights_to_the_pinned_checkpoin
     assert keys and not any(".vision." in k for k in keys)
 
 
-def test_old_policy_dir_with_only_policy_zip_is_refused_in_one_line(tmp_path, capsys):
+def _old_darla_policy(d: Path, algo: str, mode: str, checkpoint: Path, marker: Path) -> object:
+    """A policy directory as darla wrote it before policy_io (SB3's model.save + a policy.json without spaces),
+    with a payload planted in the zip's data entry."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.extractor import FrozenVisionExtractor
+    from agents.latent import LatentVecEnv
+    from vision.checkpoint import checkpoint_id
+
+    frames = DummyVecEnv([TinyChoiceEnv] * 2)
+    kw = dict(n_steps=32, batch_size=32, n_epochs=1) if algo == "ppo" else dict(learning_starts=16, batch_size=8,
+                                                                                  buffer_size=200)
+    if mode == "latent":
+        model = PPO("MlpPolicy", LatentVecEnv(frames, str(checkpoint)), seed=0, **kw)
+    else:
+        model = DQN("MlpPolicy", frames, seed=0, policy_kwargs=dict(
+            features_extractor_class=FrozenVisionExtractor, features_extractor_kwargs=dict(vision=str(checkpoint))),
+            **kw)
+    model.learn(64)
+    d.mkdir()
+    model.save(d / "policy.zip")
+    data = json.loads(zipfile.ZipFile(d / "policy.zip").read("data"))
+    data["observation_space"] = _serialized(Payload(marker))
+    _rewrite_zip(d / "policy.zip", d / "evil.zip", {"data": json.dumps(data).encode()})
+    (d / "evil.zip").replace(d / "policy.zip")
+    (d / "policy.json").write_text(json.dumps({
+        "algo": algo, "mode": mode, "vision_checkpoint": str(checkpoint), "vision_id": checkpoint_id(checkpoint),
+        "env_id": "TinyChoiceEnv", "env_kwargs": {}, "steps": 64, "seed": 0, "n_envs": 2, "obs_size": SIZE,
+        "obs_shape": [SIZE, SIZE, 3], "algo_kwargs": kw, "train_domains": ["A-default"], "final_mean_return": 0.0}))
+    return model
+
+
+@pytest.mark.parametrize("algo,mode", [("ppo", "latent"), ("dqn", "extractor")])
+def test_old_policy_dir_is_refused_then_converts_without_unpickling(algo, mode, tiny_checkpoint, tmp_path, capsys):
+    from agents.policy_io import main as policy_io_main
+
+    marker = tmp_path / "marker"
     old = tmp_path / "old"
-    old.mkdir()
-    PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16).save(old / "policy.zip")
-    (old / "policy.json").write_text(json.dumps({"algo": "ppo", "mode": "latent"}))
-    with pytest.raises(PolicyLoadError, match="older darla .* retrain"):
+    original = _old_darla_policy(old, algo, mode, tiny_checkpoint, marker)
+    with pytest.raises(PolicyLoadError, match=r"older darla .*\(python -m agents.policy_io convert "):
         load_policy(old)
+    assert policy_io_main(["convert", str(old)]) == 0
+    model, meta = load_policy(old)
+    assert meta["converted_from"] == "policy.zip" and meta["train_domains"] == ["A-default"]
+    _same_actions(original, model, meta, TinyChoiceEnv())
+    assert not marker.exists()
 
 
 def test_spaces_round_trip_through_json():
