@@ -46,7 +46,13 @@ def domain_name(domain: Any) -> str:
     return str(getattr(domain, "name", domain))
 
 
-def _load(policy: str | os.PathLike | BaseAlgorithm, device: str) -> tuple[BaseAlgorithm, dict[str, Any]]:
+def _load(policy: str | os.PathLike | BaseAlgorithm | tuple[BaseAlgorithm, dict[str, Any]], device: str
+          ) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    """A policy to evaluate: a darla policy directory (loaded without pickle, :func:`agents.train.load_policy`),
+    a ``(model, meta)`` pair from ``load_policy`` (e.g. a foreign SB3 zip loaded for an env's spaces, or a
+    policy whose vision was relocated), or an SB3 model (observations passed through unchanged)."""
+    if isinstance(policy, tuple) and len(policy) == 2 and isinstance(policy[0], BaseAlgorithm):
+        return policy[0], dict(policy[1])
     if isinstance(policy, BaseAlgorithm):  # any SB3 model: observations are passed through unchanged
         return policy, {"mode": "native", "algo": type(policy).__name__.lower(), "path": None, "train_domains": []}
     return load_policy(policy, device=device)
@@ -128,7 +134,8 @@ def zero_shot_evaluate(
     """Evaluate unchanged policies (one per training seed) in every domain on the same episode seeds.
 
     :param policies: policy directories from :func:`agents.train.train_policy` (one per training seed),
-        or SB3 models (their observations are passed through unchanged)
+        ``(model, meta)`` pairs from :func:`agents.train.load_policy` (foreign SB3 zips), or SB3 models
+        (their observations are passed through unchanged)
     :param domains: domains to evaluate: anything ``env_factory`` accepts (names, ``Domain`` objects)
     :param env_factory: ``env_factory(domain) -> gym.Env`` of frames; default: ``gymnasium.make`` with
         the env id and kwargs of the first policy's ``policy.json``

@@ -5,14 +5,21 @@ policy is trained on its features s^z = mean of q(z|x). Three modes:
 
 * ``latent`` (default, fast): :class:`agents.latent.LatentVecEnv` encodes each batch of frames once;
   an ``MlpPolicy`` learns on ``(feature_dim,)`` vectors, so PPO's epochs never re-run the encoder.
+  Optionally normalised (SB3 ``VecNormalize``, ``normalize=True``) and stacked over the last
+  ``frame_stack`` steps (SB3 ``VecFrameStack``), in that order (rl-zoo's).
 * ``extractor``: :class:`agents.extractor.FrozenVisionExtractor` inside the policy (the encoder runs
   in every forward pass, including every PPO minibatch; same features, slower).
-* ``pixels``: the end-to-end baseline, SB3 ``CnnPolicy`` (NatureCNN) on frames.
+* ``pixels``: the end-to-end baseline, SB3 ``CnnPolicy`` (NatureCNN) on frames (optionally stacked).
 
-Artefacts in ``out_dir``: ``policy.zip`` (SB3's own ``model.save``), ``policy.json`` (what produced it:
-algo, mode, vision checkpoint and digest, env id/kwargs, steps, seed, obs size; written last, so its
-presence means the policy is complete), ``learning_curve.csv`` (timesteps, mean episode return per
-rollout), ``monitor/`` (SB3 Monitor CSVs) and ``tb/`` (TensorBoard).
+Any SB3 algorithm by name (:mod:`agents.algos`: ppo, a2c, dqn, sac, td3, ddpg; sb3-contrib's qrdqn, tqc,
+trpo, ars, crossq when installed).
+
+Artefacts in ``out_dir`` (:mod:`agents.policy_io`, nothing pickled): ``policy.safetensors`` (the policy's
+weights), ``vecnormalize.safetensors`` (with ``normalize``), ``policy.json`` (what rebuilds it: algorithm,
+policy, spaces, kwargs, frame stack, normalisation, digests; and what produced it: vision checkpoint and
+digest, env id/kwargs, steps, seed, obs size; written last, so its presence means the policy is
+complete), ``learning_curve.csv`` (timesteps, mean episode return per rollout), ``monitor/`` (SB3
+Monitor CSVs) and ``tb/`` (TensorBoard).
 """
 
 from __future__ import annotations
@@ -20,53 +27,77 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3 import A2C, DQN, PPO
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecFrameStack,
+    VecNormalize,
+)
+from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
+from agents import algos as _algos
+from agents.algos import (
+    ALGO_DEFAULTS,
+    SB3_ALGOS,
+    algo_names,
+    canonical_algo,
+    check_action_space,
+    check_algo,
+    merged_kwargs,
+)
 from agents.extractor import FrozenVisionExtractor
-from agents.frozen import VisionLike, load_frozen_vision
+from agents.frozen import VisionLike
 from agents.latent import LatentObservation, LatentVecEnv
-from vision.checkpoint import CheckpointError, atomic_write_bytes, checkpoint_id
+from agents.policy_io import (
+    LEGACY_ZIP,
+    POLICY_JSON,
+    POLICY_WEIGHTS,
+    PolicyLoadError,
+    load_darla_policy,
+    load_sb3_zip,
+    save_policy,
+    space_to_json,
+)
+from vision.checkpoint import atomic_write_bytes, checkpoint_id
+
+__all__ = [
+    "ALGOS",
+    "ALGO_DEFAULTS",
+    "MODES",
+    "POLICY_JSON",
+    "POLICY_WEIGHTS",
+    "PolicyLoadError",
+    "algo_names",
+    "check_algo",
+    "load_policy",
+    "make_training_env",
+    "train_policy",
+    "wrap_env",
+    "wrap_vec_env",
+]
 
 logger = logging.getLogger(__name__)
 
-ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+#: SB3's own algorithms by name (sb3-contrib's come from :func:`agents.algos.algo_class` when installed)
+ALGOS: dict[str, type[BaseAlgorithm]] = dict(SB3_ALGOS)
 MODES = ("latent", "extractor", "pixels")
-POLICY_ZIP = "policy.zip"
-POLICY_JSON = "policy.json"
+POLICY_ZIP = LEGACY_ZIP
 CURVE_CSV = "learning_curve.csv"
-
-#: Defaults per algorithm, chosen for SeekAvoid ``choice`` (episodes <= 60 steps, sparse +-1 at the
-#: end). PPO follows the Atari PPO recipe (Schulman et al. 2017; cleanrl's ppo_atari: batch 256,
-#: 4 epochs, lr 2.5e-4, entropy 0.01, gamma 0.99, GAE 0.95, clip 0.2) with 256 steps per env, so a
-#: 4-env rollout (1024 steps) holds >= 17 whole episodes and 100k steps are ~98 updates.
-#: A2C: SB3/Atari defaults plus the same entropy bonus. DQN: a replay buffer small enough for
-#: 64x64x3 frames on a laptop (50k x 12 KB x 2 ~ 1.2 GB for pixels; tiny for latents).
-ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": dict(n_steps=256, batch_size=256, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01, gamma=0.99,
-                gae_lambda=0.95, clip_range=0.2),
-    "a2c": dict(n_steps=16, learning_rate=7e-4, ent_coef=0.01, gamma=0.99),
-    "dqn": dict(buffer_size=50_000, learning_starts=1_000, batch_size=64, train_freq=4, target_update_interval=1_000,
-                exploration_fraction=0.2, exploration_final_eps=0.05, learning_rate=1e-4, gamma=0.99),
-}
-
-
-class PolicyLoadError(RuntimeError):
-    """A policy directory is incomplete, or its pinned vision checkpoint is missing or different."""
 
 
 # -- learning curves -------------------------------------------------------------------------------
@@ -163,17 +194,6 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _merge(defaults: dict[str, Any], overrides: dict[str, Any] | None, algo_cls: type, algo: str) -> dict[str, Any]:
-    kwargs = {**defaults, **(overrides or {})}
-    import inspect
-
-    valid = set(inspect.signature(algo_cls.__init__).parameters) - {"self", "policy", "env"}
-    unknown = sorted(set(kwargs) - valid)
-    if unknown:
-        raise ValueError(f"unknown algo_kwargs {unknown} for '{algo}'; valid: {', '.join(sorted(valid))}")
-    return kwargs
-
-
 def _declared_domains(venv: VecEnv) -> list[str]:
     """Names in the envs' ``domains`` attribute (multi-domain envs such as SeekAvoid list what they draw
     from), so every training domain is recorded even if a short run never drew some of them."""
@@ -213,6 +233,18 @@ def make_training_env(
 
 
 # -- training --------------------------------------------------------------------------------------
+def _wrap_training_env(frames_env: VecEnv, mode: str, vision: Any, device: str, frame_stack: int, normalize: bool,
+                       gamma: float) -> tuple[VecEnv, VecNormalize | None]:
+    """The VecEnv the algorithm trains on: frames -> [latents] -> [VecNormalize] -> [VecFrameStack]."""
+    env: VecEnv = LatentVecEnv(frames_env, vision, device=device) if mode == "latent" else frames_env
+    norm = None
+    if normalize:
+        env = norm = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=gamma)
+    if frame_stack > 1:
+        env = VecFrameStack(env, frame_stack)
+    return env, norm
+
+
 def train_policy(
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
@@ -227,6 +259,8 @@ def train_policy(
     mode: str = "latent",
     algo_kwargs: dict[str, Any] | None = None,
     policy_kwargs: dict[str, Any] | None = None,
+    frame_stack: int = 1,
+    normalize: bool = False,
     device: str = "cpu",
     progress: bool = True,
     eval_callback: BaseCallback | list[BaseCallback] | None = None,
@@ -240,46 +274,70 @@ def train_policy(
     :param env_fn: a callable ``env_fn(**env_kwargs) -> gym.Env`` instead of ``env_id``
     :param vision: vision checkpoint directory (required unless ``mode="pixels"``); a ``VisionModel``
         instance works too but is not pinned in ``policy.json`` (no digest), so prefer a path
-    :param algo: ``"ppo"``, ``"a2c"`` or ``"dqn"``
+    :param algo: any name of :func:`agents.algos.algo_names` (``"ppo"``, ``"dqn"``, ``"sac"``, ...); it must fit
+        the env's action space (DQN: Discrete, SAC/TD3: Box)
     :param steps: total environment steps
     :param n_envs: parallel environments
     :param seed: seed of the algorithm, the policy init and the envs (env ``i`` gets ``seed + i``)
-    :param out_dir: directory for ``policy.zip``, ``policy.json``, learning curve, logs
+    :param out_dir: directory for ``policy.safetensors``, ``policy.json``, learning curve, logs
     :param mode: ``"latent"`` (LatentVecEnv + MlpPolicy), ``"extractor"`` (FrozenVisionExtractor inside
         the policy) or ``"pixels"`` (CnnPolicy, no vision)
-    :param algo_kwargs: overrides of :data:`ALGO_DEFAULTS` for the algorithm
-    :param policy_kwargs: extra SB3 ``policy_kwargs`` (e.g. ``net_arch``)
+    :param algo_kwargs: overrides of :data:`agents.algos.ALGO_DEFAULTS` (SB3's defaults elsewhere)
+    :param policy_kwargs: SB3 ``policy_kwargs`` (e.g. ``{"net_arch": [64, 64], "activation_fn": "ReLU"}``);
+        class-valued entries by whitelisted name or class (:data:`agents.algos.CLASS_NAMES`)
+    :param frame_stack: stack the last ``frame_stack`` observations (latent features, or frames in
+        ``pixels`` mode) with SB3's ``VecFrameStack``; 1 = no stacking
+    :param normalize: normalise latent features with SB3's ``VecNormalize`` (running mean/variance, rewards
+        too during training); the statistics are saved and re-applied frozen at evaluation
     :param device: torch device for the policy and the vision
     :param progress: show a tqdm progress bar
     :param eval_callback: extra SB3 callback(s), e.g. an ``EvalCallback``
     :param subproc: use ``SubprocVecEnv`` (needs a ``__main__`` guard in scripts)
-    :return: ``out_dir`` (holding ``policy.zip`` and ``policy.json``)
+    :return: ``out_dir`` (holding ``policy.safetensors`` and ``policy.json``)
     """
-    _check_choice("algo", algo, tuple(ALGOS), "e.g. algo='ppo'")
     _check_choice("mode", mode, MODES, "e.g. mode='latent'")
+    policy = "CnnPolicy" if mode == "pixels" else "MlpPolicy"
+    check_algo(algo, algo_kwargs, policy_kwargs, policy=policy)
+    algo = canonical_algo(algo)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if n_envs < 1:
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    if not isinstance(frame_stack, int) or isinstance(frame_stack, bool) or frame_stack < 1:
+        raise ValueError(f"frame_stack must be an integer >= 1, got {frame_stack!r}; 1 = no stacking")
+    if frame_stack > 1 and mode == "extractor":
+        raise ValueError("frame_stack > 1 stacks frames channel-wise, which the frozen vision inside the policy cannot "
+                         "read; use mode='latent' (stacks features) or frame_stack=1")
+    if normalize and mode != "latent":
+        raise ValueError(f"normalize=True normalises latent features; mode '{mode}' sees images (SB3 scales them "
+                         "itself): use mode='latent' or normalize=False")
     if mode != "pixels" and vision is None:
         raise ValueError(f"mode '{mode}' needs a vision checkpoint: pass vision=PATH, or use mode='pixels'")
     if mode == "pixels" and vision is not None:
         raise ValueError("mode 'pixels' trains end to end and takes no vision; drop vision= or use mode='latent'")
+    kwargs, pkw_json = merged_kwargs(algo, algo_kwargs, policy_kwargs)
+    if mode == "extractor" and "features_extractor_class" in pkw_json:
+        raise ValueError("mode 'extractor' sets policy_kwargs.features_extractor_class itself (the frozen vision); "
+                         "drop it, or use mode='pixels' for your own extractor")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    algo_cls = ALGOS[algo]
-    kwargs = _merge(ALGO_DEFAULTS[algo], algo_kwargs, algo_cls, algo)
+    (out / POLICY_JSON).unlink(missing_ok=True)  # until the new record is written, the directory is unfinished
+    algo_cls = check_algo(algo, kwargs, pkw_json, policy=policy)
 
     frames_env = make_training_env(env_id, env_kwargs, env_fn, n_envs, seed, out / "monitor", subproc)
+    try:
+        check_action_space(algo, frames_env.action_space)
+    except ValueError:
+        frames_env.close()
+        raise
     obs_shape = tuple(frames_env.observation_space.shape or ())
     vision_path = vision_id = None
-    pkw = dict(policy_kwargs or {})
-    if mode == "latent":
-        env: VecEnv = LatentVecEnv(frames_env, vision, device=device)
-        vision_path, vision_id = env.encoder.path, env.encoder.vision_id
-        policy = "MlpPolicy"
-    elif mode == "extractor":
-        env = frames_env
+    pkw = _algos.policy_kwargs_from_json(pkw_json)  # class names -> classes (whitelist)
+    if mode == "pixels" and min(obs_shape[:2]) < 36:
+        frames_env.close()
+        raise ValueError(f"pixel policies need observations of at least 36×36 (SB3's CnnPolicy, NatureCNN), got "
+                         f"{obs_shape}; render the env at obs_size=64")
+    if mode == "extractor":
         model_or_path = vision
         if not isinstance(vision, torch.nn.Module):
             vision_path = Path(vision).resolve()
@@ -287,17 +345,15 @@ def train_policy(
             model_or_path = str(vision_path)
         pkw.update(features_extractor_class=FrozenVisionExtractor,
                    features_extractor_kwargs=dict(vision=model_or_path, device=device))
-        policy = "MlpPolicy"
-    else:
-        if min(obs_shape[:2]) < 36:
-            raise ValueError(f"pixel policies need observations of at least 36×36 (SB3's CnnPolicy, NatureCNN), got "
-                             f"{obs_shape}; render the env at obs_size=64")
-        env = frames_env
-        policy = "CnnPolicy"
+    env, norm = _wrap_training_env(frames_env, mode, vision, device, frame_stack, normalize,
+                                   float(kwargs.get("gamma", 0.99)))
+    if mode == "latent":
+        latent = _find_latent(env)
+        vision_path, vision_id = latent.encoder.path, latent.encoder.vision_id
 
     model = algo_cls(policy, env, seed=seed, device=device, verbose=0, tensorboard_log=str(out / "tb"),
                      policy_kwargs=pkw or None, **kwargs)
-    curve = LearningCurveCallback(out / CURVE_CSV, min_interval=1_000 if algo == "dqn" else 0)
+    curve = LearningCurveCallback(out / CURVE_CSV, min_interval=1_000 if algo in _algos.OFF_POLICY else 0)
     callbacks: list[BaseCallback] = [curve]
     if progress:
         callbacks.append(ProgressBarCallback(steps, f"{algo}/{mode} seed {seed}"))
@@ -306,124 +362,161 @@ def train_policy(
     logger.info("training %s (%s) for %d steps, %d envs, seed %d -> %s", algo, mode, steps, n_envs, seed, out)
     model.learn(total_timesteps=steps, callback=CallbackList(callbacks), tb_log_name=f"{algo}_{mode}")
 
-    tmp = out / f".{POLICY_ZIP}.tmp.zip"
-    model.save(tmp)
-    os.replace(tmp, out / POLICY_ZIP)
     obs_size = None  # frame height: (H, W, C) or (C, H, W)
     if len(obs_shape) == 3:
         obs_size = int(obs_shape[1] if int(np.argmin(obs_shape)) == 0 else obs_shape[0])
     meta = {
         "algo": algo,
         "mode": mode,
+        "policy": policy,
+        "observation_space": space_to_json(env.observation_space),
+        "action_space": space_to_json(env.action_space),
+        "algo_kwargs": _jsonable(kwargs),
+        "policy_kwargs": pkw_json,
+        "frame_stack": int(frame_stack),
         "vision_checkpoint": str(vision_path) if vision_path else None,
         "vision_id": vision_id,
         "env_id": _env_label(env_id, env_fn),
         "env_kwargs": _jsonable(env_kwargs or {}),
         "steps": int(steps),
+        "num_timesteps": int(model.num_timesteps),
         "seed": int(seed),
         "n_envs": int(n_envs),
         "obs_size": obs_size,
         "obs_shape": list(obs_shape),
-        "algo_kwargs": _jsonable(kwargs),
         "train_domains": sorted(set(curve.domains) | set(_declared_domains(frames_env))),
         "final_mean_return": curve.rows[-1]["mean_return"] if curve.rows else None,
     }
-    atomic_write_bytes(out / POLICY_JSON, json.dumps(meta, indent=2).encode())
+    save_policy(model, out, meta, normalize=norm)
     env.close()
     return out
 
 
+def _find_latent(venv: VecEnv) -> LatentVecEnv:
+    while not isinstance(venv, LatentVecEnv):
+        venv = venv.venv
+    return venv
+
+
 # -- loading ---------------------------------------------------------------------------------------
-def _policy_dir(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if p.is_file() and p.name == POLICY_ZIP:
-        p = p.parent
-    if not (p / POLICY_JSON).exists() or not (p / POLICY_ZIP).exists():
-        raise PolicyLoadError(
-            f"no finished policy at '{path}': expected a directory with {POLICY_ZIP} and {POLICY_JSON} "
-            "(written by agents.train_policy / `darla train-policy`); train it first"
-        )
-    return p
-
-
-def _pinned_vision(meta: dict[str, Any], vision: str | os.PathLike | None, where: Path) -> Path:
-    """The vision checkpoint a policy was trained on, verified by digest; ``vision`` relocates it."""
-    recorded = meta.get("vision_checkpoint")
-    path = Path(vision).resolve() if vision is not None else (Path(recorded) if recorded else None)
-    if path is None:
-        raise PolicyLoadError(
-            f"policy '{where}' (mode {meta['mode']}) was trained on an in-memory vision model, not a checkpoint; "
-            "pass vision=PATH of the same weights to load_policy"
-        )
-    if not (path / "config.json").exists():
-        raise PolicyLoadError(
-            f"policy '{where}' needs vision checkpoint '{path}' (digest {meta.get('vision_id')}), "
-            f"which is missing (recorded: '{recorded}'); restore it or pass vision=PATH of a copy"
-        )
-    try:
-        found = checkpoint_id(path)
-    except CheckpointError as e:
-        raise PolicyLoadError(f"policy '{where}': vision checkpoint '{path}' is unreadable: {e}") from None
-    if meta.get("vision_id") and found != meta["vision_id"]:
-        raise PolicyLoadError(
-            f"policy '{where}' was trained on vision checkpoint '{recorded}' with digest {meta['vision_id']}, "
-            f"but '{path}' has digest {found}: different weights; use the original checkpoint or retrain the policy"
-        )
-    return path
-
-
 def load_policy(
     path: str | os.PathLike,
     vision: str | os.PathLike | None = None,
     device: str = "cpu",
     env: gym.Env | VecEnv | None = None,
+    *,
+    algo: str | None = None,
+    observation_space: spaces.Space | None = None,
+    action_space: spaces.Space | None = None,
 ) -> tuple[BaseAlgorithm, dict[str, Any]]:
-    """Load a policy written by :func:`train_policy`, re-creating its frozen vision.
+    """Load a policy without running code from its files: a darla policy directory, or an SB3 ``.zip``.
 
-    The vision checkpoint recorded in ``policy.json`` must exist and have the recorded digest
-    (else :class:`PolicyLoadError` naming both). The returned ``meta`` is ``policy.json`` plus
-    ``"vision_model"`` (the frozen model, or None for pixels). Use :func:`wrap_env` to feed the policy:
-    in ``latent`` mode it expects features, not frames.
+    A darla policy (:func:`train_policy`) is rebuilt from ``policy.json`` and ``policy.safetensors``
+    (:func:`agents.policy_io.load_darla_policy`); its vision checkpoint must exist and have the recorded
+    digest (else :class:`PolicyLoadError` naming both). A ``.zip`` saved by SB3's ``model.save`` elsewhere
+    is read without unpickling (:func:`agents.policy_io.load_sb3_zip`): it needs the spaces of the env it
+    acts in (``env`` or ``observation_space``/``action_space``) and ``algo`` unless the zip names it.
 
-    :param path: policy directory (or its ``policy.zip``)
+    The returned ``meta`` is ``policy.json`` plus ``"vision_model"`` (the frozen model, or None) and
+    ``"normalize_stats"``. Use :func:`wrap_env` to feed the policy: in ``latent`` mode it expects
+    (normalised, stacked) features, not frames.
+
+    :param path: policy directory (or a file in it), or an SB3 ``.zip``
     :param vision: a relocated copy of the vision checkpoint (same digest) instead of the recorded path
     :param device: torch device
     :param env: optional env of frames; wrapped like in training and attached (``model.set_env``) so
-        ``model.learn`` can continue
+        ``model.learn`` can continue (optimiser moments and replay buffer start afresh)
+    :param algo: algorithm of a foreign SB3 zip
+    :param observation_space: observation space for a foreign zip (default: ``env``'s)
+    :param action_space: action space for a foreign zip (default: ``env``'s)
     :return: ``(model, meta)``
     """
-    where = _policy_dir(path)
-    meta = json.loads((where / POLICY_JSON).read_text())
-    _check_choice("algo", meta.get("algo", "?"), tuple(ALGOS), f"'{where / POLICY_JSON}' is not a darla policy")
-    algo_cls = ALGOS[meta["algo"]]
-    zip_path = where / POLICY_ZIP
-    vision_model = None
-    custom: dict[str, Any] = {}
-    if meta["mode"] in ("latent", "extractor"):
-        vpath = _pinned_vision(meta, vision, where)
-        vision_model, _, _ = load_frozen_vision(vpath, device)
-        if meta["mode"] == "extractor":
-            data, _, _ = load_from_zip_file(zip_path, device=device, load_data=True)
-            pkw = dict(data["policy_kwargs"])
-            pkw["features_extractor_kwargs"] = {**pkw.get("features_extractor_kwargs", {}), "vision": str(vpath),
-                                                "device": device}
-            custom["policy_kwargs"] = pkw
-    model = algo_cls.load(zip_path, device=device, custom_objects=custom or None)
-    meta = {**meta, "vision_model": vision_model, "path": str(where)}
+    p = Path(path)
+    if p.suffix == ".zip" and p.is_file() and not (p.parent / POLICY_WEIGHTS).exists() \
+            and not (p.parent / POLICY_JSON).exists():
+        observation_space = observation_space or (env.observation_space if env is not None else None)
+        action_space = action_space or (env.action_space if env is not None else None)
+        if observation_space is None or action_space is None:
+            raise PolicyLoadError(f"'{p}' is an SB3 zip; its pickled spaces are not read, so pass the env it acts in "
+                                  "(env=, or observation_space= and action_space=; `darla evaluate --env ID`)")
+        model, meta = load_sb3_zip(p, observation_space, action_space, algo=algo, device=device)
+    else:
+        model, meta = load_darla_policy(p, vision, device, for_training=env is not None)
     if env is not None:
         model.set_env(wrap_vec_env(env if isinstance(env, VecEnv) else DummyVecEnv([lambda: env]), meta))
     return model, meta
 
 
+class NormalizedObservation(gym.ObservationWrapper):
+    """Frozen ``VecNormalize`` for one gymnasium env: ``clip((obs - mean) / sqrt(var + eps), ±clip)`` as
+    float32, the formula of SB3's ``VecNormalize.normalize_obs`` with the statistics saved at training.
+
+    :param env: env of (latent) observations
+    :param stats: ``{"mean", "var", "clip_obs", "epsilon"}`` (``meta["normalize_stats"]``)
+    """
+
+    def __init__(self, env: gym.Env, stats: dict[str, Any]):
+        super().__init__(env)
+        self.mean, self.var = np.asarray(stats["mean"], np.float64), np.asarray(stats["var"], np.float64)
+        self.clip, self.epsilon = float(stats["clip_obs"]), float(stats["epsilon"])
+        shape = env.observation_space.shape
+        if self.mean.shape != shape:
+            raise ValueError(f"normalisation statistics of shape {self.mean.shape} do not fit observations {shape}")
+        self.observation_space = spaces.Box(-self.clip, self.clip, shape, np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        z = (observation - self.mean) / np.sqrt(self.var + self.epsilon)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+
+class StackedObservation(gym.Wrapper):
+    """SB3's ``VecFrameStack`` for one gymnasium env, through SB3's own ``StackedObservations`` (zeros
+    before the first observation, newest last along the channel/feature axis), so a policy trained on a
+    stacked VecEnv sees the same arrays when it is played one env at a time.
+
+    :param env: env of observations (latent vectors or channels-last frames)
+    :param n_stack: observations per stack
+    """
+
+    def __init__(self, env: gym.Env, n_stack: int):
+        super().__init__(env)
+        self.stack = StackedObservations(1, n_stack, env.observation_space)
+        self.observation_space = self.stack.stacked_observation_space
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self.stack.reset(np.asarray(obs)[None])[0].copy(), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        # the episode ends here (a gymnasium env does not auto-reset): no stack reset until reset()
+        stacked, _ = self.stack.update(np.asarray(obs)[None], np.array([False]), [{}])
+        return stacked[0].copy(), reward, terminated, truncated, info
+
+
 def wrap_env(env: gym.Env, meta: dict[str, Any]) -> gym.Env:
-    """Wrap a single env of frames as the policy of ``meta`` (from :func:`load_policy`) expects."""
+    """Wrap a single env of frames as the policy of ``meta`` (from :func:`load_policy`) expects:
+    latents, normalised, stacked — as in training."""
     if meta["mode"] == "latent":
-        return LatentObservation(env, meta["vision_model"])
+        env = LatentObservation(env, meta["vision_model"])
+        if meta.get("normalize_stats") is not None:
+            env = NormalizedObservation(env, meta["normalize_stats"])
+    if meta["mode"] in ("latent", "pixels") and int(meta.get("frame_stack") or 1) > 1:
+        env = StackedObservation(env, int(meta["frame_stack"]))
     return env
 
 
 def wrap_vec_env(venv: VecEnv, meta: dict[str, Any]) -> VecEnv:
-    """Wrap a VecEnv of frames as the policy of ``meta`` (from :func:`load_policy`) expects."""
+    """Wrap a VecEnv of frames as the policy of ``meta`` (from :func:`load_policy`) expects, with SB3's
+    own wrappers (``VecNormalize`` frozen: ``training=False``, ``norm_reward=False``)."""
     if meta["mode"] == "latent":
-        return LatentVecEnv(venv, meta["vision_model"])
+        venv = LatentVecEnv(venv, meta["vision_model"])
+        stats = meta.get("normalize_stats")
+        if stats is not None:
+            venv = VecNormalize(venv, training=False, norm_obs=True, norm_reward=False, clip_obs=stats["clip_obs"],
+                                epsilon=stats["epsilon"])
+            venv.obs_rms.mean, venv.obs_rms.var = stats["mean"].copy(), stats["var"].copy()
+            venv.obs_rms.count = stats.get("count", 0.0)
+    if meta["mode"] in ("latent", "pixels") and int(meta.get("frame_stack") or 1) > 1:
+        venv = VecFrameStack(venv, int(meta["frame_stack"]))
     return venv

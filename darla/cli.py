@@ -78,20 +78,38 @@ def _add_train_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vision", type=Path, help="vision checkpoint; omit with --mode pixels")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--mode", default="latent", choices=["latent", "extractor", "pixels"])
-    p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "dqn"])
+    p.add_argument("--algo", default="ppo", help="any SB3 algorithm: ppo, a2c, dqn, sac, td3, ddpg (+ sb3-contrib's "
+                   "qrdqn, tqc, trpo, ars, crossq when installed); it must fit the env's actions")
+    p.add_argument("--algo-kwargs", default=None, metavar="YAML", help="algorithm kwargs, e.g. '{n_steps: 64}'")
+    p.add_argument("--policy-kwargs", default=None, metavar="YAML",
+                   help="SB3 policy_kwargs, e.g. '{net_arch: [64, 64], activation_fn: ReLU}'")
+    p.add_argument("--frame-stack", type=int, default=1, help="stack the last N features (frames for pixels)")
+    p.add_argument("--normalize", action="store_true", help="normalise latent features (SB3 VecNormalize)")
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--n-envs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--domains", default="source")
     p.add_argument("--obs-size", type=int, default=64)
     p.add_argument("--layout", default="choice", choices=["choice", "collect"])
+    p.add_argument("--env", default=None, metavar="ID", help="train on this registered gymnasium env of frames "
+                   "instead of SeekAvoid (--domains/--obs-size/--layout then do not apply)")
+    p.add_argument("--env-kwargs", default=None, metavar="YAML", help="kwargs of the env, e.g. '{continuous: false}'")
     p.add_argument("--device", default="cpu")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="zero-shot evaluation of policies on source and target domains")
-    p.add_argument("--policy", type=Path, nargs="+", required=True, help="policy directories (one per training seed)")
-    p.add_argument("--domains", default="source,target", help="comma-separated split names, domain names and YAML files of domains, e.g. source,target,shifts.yaml")
+    p.add_argument("--policy", type=Path, nargs="+", required=True,
+                   help="darla policy directories (one per training seed) or .zip files saved by SB3's model.save "
+                   "(read without unpickling; give --algo)")
+    p.add_argument("--algo", default=None, help="algorithm of SB3 .zip policies (e.g. ppo); DQN/SAC/TD3 zips name it")
+    p.add_argument("--env", default=None, metavar="ID", help="evaluate on this registered gymnasium env (one domain "
+                   "named after it, plus --shift targets); default: the policy's own env")
+    p.add_argument("--env-kwargs", default=None, metavar="YAML", help="kwargs of the env, YAML/JSON or a file")
+    p.add_argument("--shift", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --env: a target domain with an image shift: hue=90, tint=1,0.8,0.6, brightness=0.6, "
+                   "noise=20 (repeatable)")
+    p.add_argument("--domains", default="source,target", help="SeekAvoid: comma-separated split names, domain names and YAML files of domains, e.g. source,target,shifts.yaml")
     p.add_argument("--episodes", type=int, default=40)
     p.add_argument("--seed", type=int, default=10_000)
     p.add_argument("--out", type=Path, required=True)

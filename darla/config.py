@@ -64,6 +64,13 @@ class PolicyConfig:
     seeds: list = field(default_factory=lambda: [0])
     #: extra keyword arguments for the SB3 algorithm
     algo_kwargs: dict = field(default_factory=dict)
+    #: SB3 ``policy_kwargs``, e.g. ``{net_arch: [64, 64], activation_fn: ReLU}`` (classes by name: ReLU, Tanh,
+    #: ... NatureCNN, Adam; see ``agents.algos.CLASS_NAMES``)
+    policy_kwargs: dict = field(default_factory=dict)
+    #: stack the last N latent feature vectors (or frames for ``pixels``) as the policy's observation; 1 = none
+    frame_stack: int = 1
+    #: normalise latent features with SB3's VecNormalize (statistics saved and re-applied at evaluation)
+    normalize: bool = False
     #: the domains policies train in (a split, domain names or YAML files, like ``collect.split``); empty:
     #: ``collect.split``. A narrower set than stage 1's lets the vision see variation the policy never sees,
     #: as in DARLA (vision learns from a set of MDPs, the policy acts in a source domain).
@@ -102,7 +109,10 @@ class RunConfig:
         _check(self.vision.batch_size >= 2, "vision.batch_size", self.vision.batch_size, "an integer >= 2")
         _check(self.vision.lr > 0, "vision.lr", self.vision.lr, "a positive float")
         _check(self.vision.dae_steps >= 1, "vision.dae_steps", self.vision.dae_steps, "a positive integer")
-        _check(self.policy.algo in ("ppo", "a2c", "dqn"), "policy.algo", self.policy.algo, "one of ppo, a2c, dqn")
+        from agents.algos import algo_names
+
+        _check(self.policy.algo in algo_names(), "policy.algo", self.policy.algo, f"one of {', '.join(algo_names())}")
+        _check(self.policy.frame_stack >= 1, "policy.frame_stack", self.policy.frame_stack, "an integer >= 1 (1: none)")
         _check(self.policy.mode in ("latent", "extractor", "pixels"), "policy.mode", self.policy.mode,
                "one of latent, extractor, pixels")
         _check(self.policy.mode != "pixels" or self.env.obs_size >= 64, "env.obs_size", self.env.obs_size,
@@ -232,7 +242,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any], prefix: str) -> None:
 
 
 #: dict fields whose keys belong to a model or an SB3 algorithm (checked there, not here)
-FREE_FORM = ("model_config", "algo_kwargs")
+FREE_FORM = ("model_config", "algo_kwargs", "policy_kwargs")
 
 
 def _merge_free_form(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

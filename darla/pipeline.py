@@ -77,6 +77,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
     from darla.report import write_report
 
     evaluation_domains(config)  # fail on a bad domain name now, not after training
+    check_policy_config(config)  # and on an algorithm that cannot act in the env
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stages = Path(stage_root) if stage_root is not None else run_dir / "stages"
@@ -253,6 +254,28 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
                             visual_checkpoint=str(visual_dir), **mc)
 
 
+def check_policy_config(config: RunConfig) -> None:
+    """``ConfigError`` before any work if ``policy.algo`` with its ``algo_kwargs``/``policy_kwargs`` does not
+    fit SB3's signatures or the env's action space (the env is built only for algorithms that do not take
+    every action space, e.g. DQN or SAC)."""
+    from agents.algos import ACTION_SPACES, check_algo
+
+    policy = "CnnPolicy" if config.policy.mode == "pixels" else "MlpPolicy"
+    try:
+        check_algo(config.policy.algo, config.policy.algo_kwargs, config.policy.policy_kwargs, policy=policy)
+        if len(ACTION_SPACES.get(config.policy.algo, ())) < 4:
+            import gymnasium
+
+            env = gymnasium.make(ENV_ID, domain=config.train_domains, **env_kwargs(config))
+            try:
+                check_algo(config.policy.algo, action_space=env.action_space, policy=policy)
+            finally:
+                env.close()
+    except ValueError as e:
+        raise ConfigError(f"config field 'policy.algo' = {config.policy.algo!r} (with its kwargs) is invalid: {e}") \
+            from None
+
+
 def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | None, vision_key: str,
                        seed: int, progress: bool = True) -> tuple[Stage, dict]:
     from agents.train import train_policy
@@ -279,6 +302,9 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
             seed=seed,
             out_dir=d,
             algo_kwargs=dict(config.policy.algo_kwargs),
+            policy_kwargs=dict(config.policy.policy_kwargs),
+            frame_stack=config.policy.frame_stack,
+            normalize=config.policy.normalize,
             device=config.device,
             progress=progress,
         )
@@ -353,7 +379,7 @@ def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: in
         return gymnasium.make(ENV_ID, domain=domain, **env_kw)
 
     result = zero_shot_evaluate(
-        [str(p) for p in policy_dirs],
+        [p if isinstance(p, tuple) else str(p) for p in policy_dirs],  # (model, meta): a loaded foreign zip
         resolved,
         env_factory=env_factory,
         episodes=episodes,

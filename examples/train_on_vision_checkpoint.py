@@ -2,7 +2,8 @@
 
 Stage 2 of DARLA (Higgins et al. 2017): the vision model learnt in stage 1 is frozen and PPO (or A2C,
 DQN) learns to act on its features in the source domains of SeekAvoid. The policy lands in
-``--out`` as ``policy.zip`` (SB3's format) + ``policy.json`` (pinned to the checkpoint's digest).
+``--out`` as ``policy.safetensors`` (its weights) + ``policy.json`` (what rebuilds it, pinned to the
+checkpoint's digest); nothing is pickled.
 
     python examples/train_on_vision_checkpoint.py --vision runs/x/vision/model --steps 100000
     python examples/train_on_vision_checkpoint.py --mode pixels --steps 100000     # end-to-end baseline
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description="train an SB3 policy on a frozen darla vision checkpoint")
     p.add_argument("--vision", type=Path, default=None, help="vision checkpoint directory (default: make an untrained VAE)")
     p.add_argument("--mode", default="latent", choices=["latent", "extractor", "pixels"])
-    p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "dqn"])
+    p.add_argument("--algo", default="ppo", help="any SB3 algorithm that fits Discrete actions: ppo, a2c, dqn, ...")
     p.add_argument("--domain", default="source", help="training domains: a split or comma-separated domain names")
     p.add_argument("--obs-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=100_000)

@@ -1,4 +1,4 @@
-"""Stage 2 artefacts (policy.zip + policy.json pinned to the vision digest) and stage 3 evaluation."""
+"""Stage 2 artefacts (policy.safetensors + policy.json pinned to the vision digest) and stage 3 evaluation."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def trained(tiny_checkpoint, tmp_path_factory):
 def test_policy_json_pins_the_vision_digest_and_records_the_run(trained):
     out, vis = trained
     meta = json.loads((out / "policy.json").read_text())
-    assert (out / "policy.zip").exists()
+    assert (out / "policy.safetensors").exists() and not (out / "policy.zip").exists()
     assert meta["vision_checkpoint"] == str(vis.resolve())
     assert meta["vision_id"] == vision.checkpoint.checkpoint_id(vis)
     assert (meta["algo"], meta["mode"], meta["steps"], meta["seed"], meta["obs_size"]) == ("ppo", "latent", 256, 0, 16)
@@ -103,8 +103,8 @@ def test_latent_a2c_policy_trains_saves_and_reloads_with_its_algorithm(tiny_chec
 
 
 def test_bad_mode_algo_and_missing_vision_are_named(tiny_env_fn, tmp_path):
-    with pytest.raises(ValueError, match="unknown algo 'sac'; valid: ppo, a2c, dqn"):
-        train_policy(env_fn=tiny_env_fn, algo="sac", mode="pixels", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown algo 'nope'; valid: ppo, a2c, dqn, sac, td3, ddpg"):
+        train_policy(env_fn=tiny_env_fn, algo="nope", mode="pixels", out_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown mode 'latents'; valid: latent, extractor, pixels"):
         train_policy(env_fn=tiny_env_fn, mode="latents", vision="x", out_dir=tmp_path)
     with pytest.raises(ValueError, match="needs a vision checkpoint"):

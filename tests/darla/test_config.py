@@ -33,7 +33,7 @@ def test_wrong_type_names_field_and_type():
 
 @pytest.mark.parametrize(
     "override, field",
-    [("env.obs_size=48", "env.obs_size"), ("policy.algo=sac", "policy.algo"), ("collect.split=target", "collect.split"), ("collect.split=cam-target", "collect.split"),
+    [("env.obs_size=48", "env.obs_size"), ("policy.algo=nope", "policy.algo"), ("collect.split=target", "collect.split"), ("collect.split=cam-target", "collect.split"),
      ("policy.mode=raw", "policy.mode"), ("vision.lr=-1", "vision.lr"), ("policy.seeds=[]", "policy.seeds"),
      ("policy.seeds=[0, 0]", "policy.seeds")],
 )

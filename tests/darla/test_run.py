@@ -73,14 +73,14 @@ def test_changed_policy_config_reruns_policy_and_evaluation_but_reuses_vision(ti
 def test_interrupted_stage_is_redone_on_rerun(tiny_run):
     (policy,) = [p for p in (tiny_run / "stages").iterdir() if p.name.startswith("policy-s0")]
     (policy / "DONE.json").unlink()  # as if killed before the stage finished
-    (policy / "policy.zip").write_bytes(b"truncated")
+    (policy / "policy.safetensors").write_bytes(b"truncated")
     assert main(_args(tiny_run)) == 0
     assert (policy / "DONE.json").exists()
-    assert (policy / "policy.zip").stat().st_size > 1000
+    assert (policy / "policy.safetensors").stat().st_size > 1000
 
 
 def test_bad_override_is_a_clear_error_naming_the_field(tmp_path, capsys):
-    assert main(["run", "--out", str(tmp_path), "--set", "policy.algo=sac"]) == 2
+    assert main(["run", "--out", str(tmp_path), "--set", "policy.algo=nope"]) == 2
     err = capsys.readouterr().err
     assert "policy.algo" in err and "ppo" in err
     assert not (tmp_path / "stages").exists()
