@@ -153,3 +153,9 @@ def test_seekavoid_collection_keeps_its_bytes_and_request():
                        progress=False)
     digests = [hashlib.sha256((d / n).read_bytes()).hexdigest()[:16] for n in ARRAYS]
     assert digests == ["dba3e84fc753ca08", "9a099d8468cbd496", "af9f05812d499a9c", "5036d5492048fd76"]
+
+
+def test_grey_collection_keeps_one_channel(tmp_path):
+    out = collect_frames(tmp_path / "g", workers=1, channels=1, **{**TOY, "frames": 20})
+    data = FrameDataset(out)
+    assert data.frames.shape == (20, 16, 16, 1) and data.obs_shape == (1, 16, 16)
