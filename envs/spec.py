@@ -130,6 +130,7 @@ class DomainSpec:
         :param overrides: keyword arguments of ``gymnasium.make`` that win over the domain's ``kwargs``
         """
         kwargs = {**self.kwargs, **overrides}
+        ensure_registered(self.env_id)
         try:
             env = gymnasium.make(self.env_id, **kwargs)
         except gymnasium.error.Error as e:
@@ -147,6 +148,25 @@ class DomainSpec:
                 env.close()
                 raise ValueError(f"domain {self.name!r}: {e}") from None
         return DomainLabel(env, self.name)
+
+
+#: modules that register env ids with these prefixes when imported (ids of packages without gymnasium
+#: entry points); any other package: name its module in the id, ``"my_pkg.envs:MyEnv-v0"``
+REGISTERING_MODULES = {"MiniWorld-": "miniworld", "ALE/": "ale_py"}
+
+
+def ensure_registered(env_id: str) -> None:
+    """Import the module that registers ``env_id`` if it is a known third-party id not registered yet
+    (``MiniWorld-*``: ``miniworld``), so ``env.id: MiniWorld-OneRoom-v0`` works without a plugin."""
+    if ":" in env_id or env_id in gymnasium.registry:
+        return
+    for prefix, module in REGISTERING_MODULES.items():
+        if env_id.startswith(prefix):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass  # gymnasium.make then names the missing id
+            return
 
 
 def is_image_space(space: gymnasium.Space) -> bool:

@@ -177,3 +177,13 @@ def test_import_envs_stays_light():
            "if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_miniworld_ids_register_themselves_on_first_use():
+    import subprocess
+
+    code = ("import envs, gymnasium\nfrom envs.spec import DomainSpec\nassert 'MiniWorld-OneRoom-v0' not in "
+            "gymnasium.registry\nenv = DomainSpec('d', 'MiniWorld-OneRoom-v0').make_env()\n"
+            "print(env.reset(seed=0)[0].shape)\nenv.close()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("(60, 80, 3)")
