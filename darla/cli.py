@@ -37,11 +37,18 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="render stage-1 frames over a split's domains")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--frames", type=int, default=20_000)
-    p.add_argument("--split", default="source", help="split name or comma-separated domain names")
+    p.add_argument("--split", default="source", help="split name or comma-separated domain names / YAML files")
+    p.add_argument("--env", default=None, metavar="ID",
+                   help="gymnasium env id (default darla/SeekAvoid-v0); any env with image observations or render()")
+    p.add_argument("--domains", default=None, metavar="FILE",
+                   help="YAML file of the env's domains and splits (domains: [...], splits: {source: [...], ...})")
+    p.add_argument("--env-kwargs", default=None, metavar="YAML",
+                   help="keyword arguments of every domain's gymnasium.make, e.g. '{continuous: false}'")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--obs-size", type=int, default=64)
-    p.add_argument("--layout", default="choice", choices=["choice", "collect"])
+    p.add_argument("--obs-size", type=int, default=64, help="side of the square frames (any env's are resized)")
+    p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="3 (RGB) or 1 (grey)")
+    p.add_argument("--layout", default="choice", choices=["choice", "collect"], help="SeekAvoid layout")
     p.add_argument("--policy", default="random", choices=["random", "explore"],
                    help="behaviour policy: uniform random, or 'explore' (forward-biased, held actions)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished collection made with other arguments")

@@ -33,9 +33,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
     import envs  # noqa: F401
     from envs.collect import collect_frames
 
+    env_kwargs = parse_yaml(args.env_kwargs) if args.env_kwargs else None
+    if env_kwargs is not None and not isinstance(env_kwargs, dict):
+        raise ValueError(f"--env-kwargs must be a YAML mapping, e.g. '{{continuous: false}}', got {args.env_kwargs!r}")
     out = collect_frames(args.out, frames=args.frames, split=args.split, workers=args.workers, seed=args.seed,
                          obs_size=args.obs_size, layout=args.layout, policy=args.policy, progress=not args.quiet,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, env_id=args.env, domains_file=args.domains,
+                         channels=args.channels, env_kwargs=env_kwargs)
     print(f"collected {args.frames} frames of split '{args.split}' into {out}")
     return 0
 
@@ -121,7 +125,7 @@ def _mapping_arg(text: str | None, flag: str) -> dict:
 def cmd_train_policy(args: argparse.Namespace) -> int:
     import envs  # noqa: F401
     from agents.train import check_algo, train_policy
-    from darla.pipeline import ENV_ID
+    from darla.config import DEFAULT_ENV_ID as ENV_ID
 
     if args.mode != "pixels" and args.vision is None:
         raise ValueError("--vision CHECKPOINT is required unless --mode pixels")

@@ -23,11 +23,27 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the field and the fix."""
 
 
+#: the env of the default run (SeekAvoid on miniworld, registered by ``import envs``)
+DEFAULT_ENV_ID = "darla/SeekAvoid-v0"
+
+
 @dataclass
 class EnvConfig:
-    #: image side of observations (power of two, >= 16)
+    #: gymnasium id of the environment (any registered env with image observations or ``render()``);
+    #: its provider names its built-in domains and splits (generic envs: domain ``default``, split ``source``)
+    id: str = DEFAULT_ENV_ID
+    #: keyword arguments of every domain's ``gymnasium.make`` (a domain's own ``kwargs`` win), e.g.
+    #: ``{continuous: false}`` for CarRacing-v3
+    kwargs: dict = field(default_factory=dict)
+    #: YAML file of domains (``domains: [...]``, optionally ``splits: {...}``); see ``envs.spec``
+    domains: str = ""
+    #: YAML file of splits (``splits: {source: [...], target: [...]}``); may be the same file as ``domains``
+    splits: str = ""
+    #: image side of observations (power of two, >= 16); any env's frames are resized to it
     obs_size: int = 64
-    #: SeekAvoid layout: ``choice`` (fast, default) or ``collect`` (DARLA-faithful)
+    #: channels of the frames: 3 (RGB) or 1 (grey)
+    channels: int = 3
+    #: SeekAvoid layout: ``choice`` (fast, default) or ``collect`` (DARLA-faithful); other envs ignore it
     layout: str = "choice"
 
 
@@ -98,6 +114,12 @@ class RunConfig:
         _check(self.env.obs_size >= 16 and self.env.obs_size & (self.env.obs_size - 1) == 0,
                "env.obs_size", self.env.obs_size, "a power of two >= 16, e.g. 64")
         _check(self.env.layout in ("choice", "collect"), "env.layout", self.env.layout, "'choice' or 'collect'")
+        _check(bool(self.env.id.strip()), "env.id", self.env.id, "a registered gymnasium id, e.g. CarRacing-v3")
+        _check(self.env.channels in (1, 3), "env.channels", self.env.channels, "1 (grey) or 3 (RGB)")
+        for name in ("domains", "splits"):
+            path = getattr(self.env, name)
+            _check(not path or Path(path).is_file(), f"env.{name}", path, "an existing YAML file of domains/splits "
+                   "(see envs.spec), or empty")
         _check(self.collect.frames >= 1, "collect.frames", self.collect.frames, "a positive integer")
         _check(self.collect.workers >= 1, "collect.workers", self.collect.workers, "a positive integer")
         _check(self.collect.policy in ("random", "explore"), "collect.policy", self.collect.policy,
@@ -242,7 +264,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any], prefix: str) -> None:
 
 
 #: dict fields whose keys belong to a model or an SB3 algorithm (checked there, not here)
-FREE_FORM = ("model_config", "algo_kwargs", "policy_kwargs")
+FREE_FORM = ("model_config", "algo_kwargs", "policy_kwargs", "kwargs")
 
 
 def _merge_free_form(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

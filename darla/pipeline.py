@@ -23,7 +23,6 @@ from vision.checkpoint import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-ENV_ID = "darla/SeekAvoid-v0"
 DONE = "DONE.json"
 
 
@@ -62,8 +61,44 @@ class Stage:
         return record
 
 
-def env_kwargs(config: RunConfig) -> dict[str, Any]:
-    return {"layout": config.env.layout, "obs_size": config.env.obs_size}
+def domain_catalog(config: RunConfig) -> Any:
+    """The :class:`envs.spec.DomainCatalog` of ``config.env``: its env's domains and splits (built-in and from
+    ``env.domains`` / ``env.splits``), resolving every domain field of the config; a ``ConfigError`` naming the
+    field if a file is bad."""
+    import envs  # noqa: F401  (registers the envs and providers)
+    from envs.spec import DomainCatalog
+
+    e = config.env
+    try:
+        return DomainCatalog(e.id, kwargs=e.kwargs, domains_file=e.domains or None, splits_file=e.splits or None,
+                             obs_size=e.obs_size, channels=e.channels, layout=e.layout)
+    except ValueError as err:
+        field = "env.splits" if e.splits and not e.domains else "env.domains" if e.domains else "env.kwargs"
+        raise ConfigError(f"config field '{field}' is invalid: {err}") from None
+
+
+def _env_key(config: RunConfig) -> dict[str, Any]:
+    """``config.env`` for stage keys: the fields added for other envs are left out while they hold their
+    defaults, so the stage keys of SeekAvoid runs made before them are unchanged."""
+    env = asdict(config.env)
+    defaults = asdict(type(config.env)())
+    for name in _NEW_ENV_FIELDS:
+        if env[name] == defaults[name]:
+            del env[name]
+    return env
+
+
+_NEW_ENV_FIELDS = ("id", "kwargs", "domains", "splits", "channels")
+
+
+def _specs_key(config: RunConfig, catalog: Any, specs: list, spec_text: Any) -> dict[str, Any]:
+    """The resolved domain specs of a stage, for its key — when the env is not the default or a YAML file is
+    named (built-in SeekAvoid domains are fixed by the code and their names, as before)."""
+    files = isinstance(spec_text, str) and any(t.strip().endswith((".yaml", ".yml")) for t in spec_text.split(","))
+    default_env = all(name not in _env_key(config) for name in _NEW_ENV_FIELDS)
+    if default_env and not files:
+        return {}
+    return {"domain_specs": [catalog.provider.describe(d) for d in specs]}
 
 
 def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
@@ -125,7 +160,13 @@ def train_stages(config: RunConfig, stages: Path, progress: bool = True) -> dict
 def collect_stage(config: RunConfig, run_dir: Path, progress: bool = True) -> tuple[Stage, dict]:
     from envs.collect import collect_frames
 
-    cfg = {"collect": asdict(config.collect), "env": asdict(config.env), "seed": config.seed}
+    catalog = domain_catalog(config)
+    try:
+        specs = catalog.resolve(config.collect.split)
+    except ValueError as e:
+        raise ConfigError(f"config field 'collect.split' = {config.collect.split!r} is invalid: {e}") from None
+    cfg = {"collect": asdict(config.collect), "env": _env_key(config), "seed": config.seed,
+           **_specs_key(config, catalog, specs, config.collect.split)}
     stage = Stage(run_dir, "collect", stage_key(cfg))
 
     def fn(d: Path) -> dict:
@@ -139,6 +180,8 @@ def collect_stage(config: RunConfig, run_dir: Path, progress: bool = True) -> tu
             layout=config.env.layout,
             policy=config.collect.policy,
             progress=progress,
+            env_kwargs=config.env.kwargs or None,
+            catalog=catalog,
         )
         return {"frames": config.collect.frames}
 
@@ -157,6 +200,9 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
         import vision
 
         data = FrameDataset(data_stage.dir / "data")
+        if not data.factor_names:
+            log.info("stage vision: the env reports no ground-truth factors, so the vision probe is skipped and "
+                     "the latent-factor table has none to show")
         model = build_vision_model(config, data, d, progress)
         model_dir = train_vision(
             model,
@@ -197,7 +243,7 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
     * ``disbm``: correspondence pairs for its manifold regulariser from ``seekavoid-factors`` (h = pose
       and light, m = floor, wall, object; Reed et al. 2014 §3.2) unless ``model_config`` names
       ``m_factors``/``h_factors`` or sets ``manifold_weight`` to 0;
-    * ``icf``: acts in the source domains of SeekAvoid;
+    * ``icf``: acts in the env of ``collect.split``'s domains (a ``Discrete`` action space);
     * ``scan``: a ``beta_vae_dae`` trained first on the same frames (its visual primitives; its config
       overrides under ``model_config.visual``), then the symbol VAE grounded on ``seekavoid-factors`` labels,
       its recombination operator ω trained from ``vision.steps // 2`` on (``recombination_start``).
@@ -236,10 +282,15 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
         model.attach_factor_dataset(factor_dataset("seekavoid-factors", obs_size=size))
         return model
     if name == "icf":
-        import gymnasium
-
-        model = vision.make("icf", image_size=size, channels=3, n_actions=3, **mc)
-        model.attach_env(gymnasium.make(ENV_ID, domain=config.collect.split, **env_kwargs(config)))
+        catalog = domain_catalog(config)
+        env = catalog.make(catalog.resolve(config.collect.split))
+        n_actions = getattr(env.action_space, "n", None)
+        if n_actions is None:
+            env.close()
+            raise ConfigError(f"vision.model 'icf' acts with discrete actions; env.id {config.env.id!r} has "
+                              f"{env.action_space}: choose another vision model or a Discrete env")
+        model = vision.make("icf", image_size=size, channels=config.env.channels, n_actions=int(n_actions), **mc)
+        model.attach_env(env)
         return model
     from vision.models.scan import SCAN
     from vision.train import train_vision
@@ -279,11 +330,14 @@ def check_policy_config(config: RunConfig) -> None:
 def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | None, vision_key: str,
                        seed: int, progress: bool = True) -> tuple[Stage, dict]:
     from agents.train import train_policy
-    from envs.seekavoid import RENDER_REVISION
+    from envs.spec import DOMAINS_ENV_ID
 
+    catalog = domain_catalog(config)
+    train_specs = catalog.resolve(config.train_domains)
     policy = {k: v for k, v in asdict(config.policy).items() if k != "domains"}  # in train_domains
     cfg = {"policy": {**policy, "seeds": None}, "seed": seed, "vision": vision_key,
-           "env": asdict(config.env), "train_domains": config.train_domains, "render_revision": RENDER_REVISION}
+           "env": _env_key(config), "train_domains": config.train_domains, "render_revision": catalog.revision(),
+           **_specs_key(config, catalog, train_specs, config.train_domains)}
     stage = Stage(run_dir, f"policy-s{seed}", stage_key(cfg))
 
     def fn(d: Path) -> dict:
@@ -292,8 +346,10 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
             if stale.name not in ("stage.json", ".lock"):
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         train_policy(
-            env_id=ENV_ID,
-            env_kwargs={**env_kwargs(config), "domain": config.train_domains},
+            # every domain's spec in policy.json: `gymnasium.make(DOMAINS_ENV_ID, **env_kwargs)` remakes the env
+            env_id=DOMAINS_ENV_ID,
+            env_kwargs={"domain": [d.to_dict() for d in train_specs], "obs_size": config.env.obs_size,
+                        "channels": config.env.channels},
             vision=str(vision_path) if vision_path else None,
             algo=config.policy.algo,
             mode=config.policy.mode,
@@ -316,16 +372,17 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
 def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], progress: bool = True
                    ) -> tuple[Stage, dict]:
     domains, source = evaluation_domains(config)
+    catalog = domain_catalog(config)
     # Keyed on the resolved domains, so editing a YAML file of domains re-evaluates.
     cfg = {"evaluate": asdict(config.evaluate), "policies": [p.name for p in policy_dirs], "seed": config.seed,
-           "env": asdict(config.env), "domains": [d.to_dict() for d in domains], "source": source}
+           "env": _env_key(config), "domains": [catalog.provider.describe(d) for d in domains], "source": source}
     stage = Stage(run_dir, "evaluate", stage_key(cfg))
 
     def fn(d: Path) -> dict:
         result = evaluate_policies(policy_dirs, domains, config.evaluate.episodes,
                                    seed=config.seed + 10_000, deterministic=config.evaluate.deterministic,
-                                   env_kw=env_kwargs(config), out_dir=d, progress=progress,
-                                   source=",".join(source))
+                                   env_kw={}, out_dir=d, progress=progress, source=",".join(source),
+                                   catalog=catalog)
         return {"summary": result.get("summary", {})}
 
     return stage, stage.run(fn, cfg)
@@ -336,18 +393,18 @@ def evaluation_domains(config: RunConfig) -> tuple[list, list[str]]:
     training domains: ``policy.domains``, else ``collect.split``); a ``ConfigError`` naming the field if
     they do not resolve, if the policies would train in a held-out target domain, or if the source domains
     are not all evaluated. Called before training, so a typo costs no training."""
-    from envs.collect import held_out_domains
-
+    catalog = domain_catalog(config)
     try:
-        domains = resolve_domain_spec(config.evaluate.domains)
+        domains = catalog.resolve(config.evaluate.domains)
     except ValueError as e:
         raise ConfigError(f"config field 'evaluate.domains' = {config.evaluate.domains!r} is invalid: {e}") from None
     what = "policy.domains" if config.policy.domains else "collect.split"
     try:
-        trained = resolve_domain_spec(config.train_domains)
+        trained = catalog.resolve(config.train_domains)
+        catalog.resolve(config.collect.split)
     except ValueError as e:
         raise ConfigError(f"config field '{what}' = {config.train_domains!r} is invalid: {e}") from None
-    held_out = held_out_domains(trained)
+    held_out = catalog.held_out(trained)
     if held_out:
         raise ConfigError(f"config field '{what}' = {config.train_domains!r} is invalid: policies would train in "
                           f"held-out target domain(s) {', '.join(held_out)} and no longer be evaluated zero-shot; "
@@ -364,19 +421,20 @@ def evaluation_domains(config: RunConfig) -> tuple[list, list[str]]:
 
 def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: int, seed: int,
                       deterministic: bool, env_kw: dict[str, Any], out_dir: Path, progress: bool = True,
-                      source: str | None = None) -> dict[str, Any]:
-    """Zero-shot evaluation of trained policies on SeekAvoid domains (names, splits or a YAML spec).
+                      source: str | None = None, catalog: Any = None) -> dict[str, Any]:
+    """Zero-shot evaluation of trained policies on domains (names, splits or YAML files of ``catalog``'s env).
 
     ``source`` names the domains (split or names) that count as source; the others are targets.
-    Default: the domains the policies were trained on.
+    Default: the domains the policies were trained on. Without ``catalog``: the default env's
+    (SeekAvoid's) domains, ``env_kw`` holding its ``obs_size``, ``layout`` and other env kwargs.
     """
-    import gymnasium
-
     from agents.evaluate import write_evaluation, zero_shot_evaluate
-    resolved = resolve_domain_spec(domains)
+
+    catalog = catalog if catalog is not None else _default_catalog(env_kw)
+    resolved = resolve_domain_spec(domains, catalog)
 
     def env_factory(domain):
-        return gymnasium.make(ENV_ID, domain=domain, **env_kw)
+        return catalog.make([domain])
 
     result = zero_shot_evaluate(
         [p if isinstance(p, tuple) else str(p) for p in policy_dirs],  # (model, meta): a loaded foreign zip
@@ -385,26 +443,28 @@ def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: in
         episodes=episodes,
         seed=seed,
         deterministic=deterministic,
-        source=resolve_domain_spec(source) if source else None,
+        source=resolve_domain_spec(source, catalog) if source else None,
         progress=progress,
     )
     write_evaluation(result, out_dir)
     return result
 
 
-def resolve_domain_spec(spec: str | list) -> list:
-    """Domains from a comma-separated mix of split names, domain names and YAML files of domains,
-    e.g. ``"source,target"`` or ``"source,my_shifts.yaml"``."""
-    from envs.domains import load_domains_yaml, resolve_domains
+def _default_catalog(env_kw: dict[str, Any] | None = None) -> Any:
+    import envs  # noqa: F401
+    from darla.config import DEFAULT_ENV_ID
+    from envs.spec import DomainCatalog
 
-    items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
-    domains: list = []
-    for item in items:
-        if isinstance(item, str) and item.endswith((".yaml", ".yml")):
-            domains.extend(load_domains_yaml(item))
-        else:
-            domains.append(item)
-    return resolve_domains(domains)
+    kw = dict(env_kw or {})
+    return DomainCatalog(DEFAULT_ENV_ID, obs_size=kw.pop("obs_size", 64), layout=kw.pop("layout", "choice"),
+                         channels=kw.pop("channels", 3), kwargs=kw)
+
+
+def resolve_domain_spec(spec: str | list, catalog: Any = None) -> list:
+    """Domain specs from a comma-separated mix of split names, domain names and YAML files of domains,
+    e.g. ``"source,target"`` or ``"source,my_shifts.yaml"``, resolved in ``catalog`` (default: the default
+    env's, SeekAvoid's)."""
+    return (catalog if catalog is not None else _default_catalog()).resolve(spec)
 
 
 def _yaml(config: RunConfig) -> str:

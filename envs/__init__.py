@@ -1,9 +1,10 @@
-"""darla.envs: the SeekAvoid transfer domains on miniworld, domain-shift wrappers, stage-1 frame
-datasets and ground-truth factor datasets.
+"""darla.envs: domains for any gymnasium env (``DomainSpec``, ``DomainCatalog``; SeekAvoid on miniworld is
+one provider), domain-shift wrappers, stage-1 frame datasets and ground-truth factor datasets.
 
 Importing this package makes miniworld render headless (``PYGLET_HEADLESS=1``, set before miniworld
 or pyglet is imported; set it to ``0`` yourself beforehand to get a window) and registers
-``darla/SeekAvoid-v0`` with gymnasium.
+``darla/SeekAvoid-v0`` and ``darla/Domains-v0`` (the env of a list of domain specs) with gymnasium.
+It imports neither miniworld nor torch: they load on first use.
 """
 
 import os
@@ -19,6 +20,8 @@ from envs.factors import (  # noqa: E402
 
 if "darla/SeekAvoid-v0" not in gymnasium.registry:
     gymnasium.register(id="darla/SeekAvoid-v0", entry_point="envs.seekavoid:SeekAvoidEnv")
+if "darla/Domains-v0" not in gymnasium.registry:
+    gymnasium.register(id="darla/Domains-v0", entry_point="envs.spec:make_domains_env", disable_env_checker=True)
 
 # Shared file: each module appends its own export line below.
 from envs.dsprites import DSprites  # noqa: E402,F401
@@ -27,7 +30,15 @@ from envs.domains import (  # noqa: E402,F401
     Domain, RoomStyle, get_domain, get_split, is_source_split, list_domains, list_splits, load_domains_yaml,
     resolve_domains,
 )
-from envs.wrappers import Brightness, ColorTint, HueShift, TextureNoise  # noqa: E402,F401
+from envs.wrappers import (  # noqa: E402,F401
+    WRAPPERS, Background, Brightness, ColorJitter, ColorTint, Crop, FrameResize, HueShift, RandomConv, Shift,
+    TextureNoise, apply_wrapper,
+)
+from envs.spec import (  # noqa: E402,F401
+    DomainCatalog, DomainSpec, Provider, make_domains_env, provider_of, register_provider,
+)
+
+register_provider("darla/SeekAvoid-v0", "envs.seekavoid_provider:SeekAvoidProvider")
 from envs.seekavoid_factors import SeekAvoidFactors  # noqa: E402,F401  (registers "seekavoid-factors")
 
 

@@ -4,13 +4,14 @@ DARLA (Higgins, Pal et al. 2017; stage 1, "learn to see") trains its vision modu
 collected by a random (or exploratory) agent in the *source* domains, with the nuisances randomised
 per episode by the environment. Never the target combination: the vision would no longer be zero-shot.
 
-:func:`collect_frames` renders ``frames`` observations of ``darla/SeekAvoid-v0`` over a split's
-domains in parallel processes and stores them in a directory that
-:class:`envs.frames.FrameDataset` reads with a memory map::
+:func:`collect_frames` renders ``frames`` observations of any gymnasium env over a split's domains
+(:mod:`envs.spec`; default env: ``darla/SeekAvoid-v0``) in parallel processes and stores them in a
+directory that :class:`envs.frames.FrameDataset` reads with a memory map::
 
     out_dir/
-      frames.npy    (N, H, W, 3) uint8     readable with np.load(mmap_mode="r")
-      factors.npy   (N, F) float32         ground-truth factors, columns = meta["factor_names"]
+      frames.npy    (N, H, W, C) uint8     readable with np.load(mmap_mode="r"); H = W = obs_size
+      factors.npy   (N, F) float32         ground-truth factors, columns = meta["factor_names"] (F = 0 when
+                                           the env reports none)
       domains.npy   (N,) int16             index into meta["domains"]
       meta.json     written last: its presence means the collection is complete
       collect.json  the request (arguments) this directory was made for
@@ -21,6 +22,14 @@ process rendered it. Each finished chunk is written as ``chunks/chunk_XXXXX.npz`
 rename); a killed collection rerun with the same arguments reuses finished chunks and ends
 byte-identical to an uninterrupted run. The final arrays are assembled into temp files and renamed,
 ``meta.json`` last, then the chunks are deleted.
+
+Frames are the env's observations after the domain's wrappers, resized to ``obs_size`` (an env whose
+observation is not an image is rendered: ``render()`` becomes the observation, see :mod:`envs.spec`).
+Factors are ``info["factors"]`` when the env reports them — a mapping name → number, or a vector named by
+``info["factor_names"]`` (or the env's ``factor_names`` attribute) — and are otherwise absent (``F = 0``):
+the vision probe and the disentanglement metrics then have nothing to measure and are skipped. The
+behaviour policy samples any action space (``Discrete``, ``Box``, ``MultiDiscrete``, ``MultiBinary``) with
+the space's own ``sample()``, seeded from the chunk's seed.
 """
 
 from __future__ import annotations
@@ -33,7 +42,6 @@ import multiprocessing as mp
 import os
 import queue as queue_lib
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -41,11 +49,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from atomicio import atomic_write_text, fsync_replace, remove_temp_files, temp_path
+from envs.domains import SEEKAVOID_ID, held_out_domains  # noqa: F401  (held_out_domains: re-exported)
+
 logger = logging.getLogger(__name__)
 
 #: version of the on-disk layout; bump when the files or their meaning change
 FORMAT_VERSION = 1
-ENV_ID = "darla/SeekAvoid-v0"
+#: the env :func:`collect_frames` renders unless told otherwise
+DEFAULT_ENV_ID = SEEKAVOID_ID
 #: ``random``: uniform actions every step. ``explore``: forward-biased actions held for 1–4 steps, so
 #: more frames show the agent approaching and touching objects (as a random walk rarely does).
 POLICIES = ("random", "explore")
@@ -59,102 +71,32 @@ _MAIN_PROCESS_RENDERS = True
 
 
 # ----------------------------------------------------------------------------------------------- files
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _mkstemp(directory: Path, name: str) -> tuple[int, str]:
-    """A temp file next to ``directory / name`` (``.name.XXXX.tmp``) with normal file permissions."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    os.fchmod(fd, _file_mode())  # mkstemp makes 0600; the dataset is meant to be shared like any file
-    return fd, tmp
-
-
-def _fsync_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = _mkstemp(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        _fsync_replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, text)
 
 
 def _json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True) + "\n"
 
 
-def _remove_temp_files(directory: Path) -> None:
-    """Delete leftovers of writes that a killed run never renamed (``.name.XXXX.tmp``)."""
-    if directory.is_dir():
-        for p in directory.glob(".*.tmp"):
-            p.unlink(missing_ok=True)
+_remove_temp_files = remove_temp_files
 
 
 # ------------------------------------------------------------------------------------------- domains
-def _domain_spec(d: Any) -> Any:
-    """A JSON-able description of a domain, so a changed domain definition changes the request."""
-    to_dict = getattr(d, "to_dict", None)
-    return json.loads(json.dumps(to_dict(), default=repr)) if callable(to_dict) else repr(d)
-
-
-def _room_key(room: Any) -> Any:
-    """A room style's appearance, whatever it is called (a renamed copy of 'changed' is still 'changed')."""
-    if isinstance(room, str):
-        return room
-    to_dict = getattr(room, "to_dict", None)
-    if not callable(to_dict):
-        return room
-    return json.dumps({k: v for k, v in to_dict().items() if k != "name"}, sort_keys=True)
-
-
-def held_out_domains(domains: Sequence[Any]) -> list[str]:
-    """Names of the ``domains`` that must never be rendered into a stage-1 (vision training) dataset.
-
-    Those are (a) any domain showing a target split's held-out combination, whatever its name or other
-    nuisances: the object pair of a ``target`` domain in its room style (DARLA's split), or the object pair
-    of a ``cam-target`` domain in its room style with an overlapping camera-height range (the camera
-    split); and (b) any built-in domain of an evaluation split (every split but the source splits, e.g.
-    ``hard``: ``A-third``).
-    """
-    from envs.domains import get_split, is_source_split, list_splits
-
-    def overlaps(a, b) -> bool:
-        return a[0] <= b[1] and b[0] <= a[1]
-
-    targets = [(t, False) for t in get_split("target")] + [(t, True) for t in get_split("cam-target")]
-    evaluation = {d.name: d for s in list_splits() if not is_source_split(s) for d in get_split(s)}
-    return [d.name for d in domains
-            if any(d.pair == t.pair and _room_key(d.room) == _room_key(t.room)
-                   and (not cam or overlaps(d.cam_height, t.cam_height)) for t, cam in targets)
-            or evaluation.get(d.name) == d]
-
-
-def _resolve_request_domains(split: str | None, domains: Any, allow_target: bool) -> tuple[str, list]:
-    from envs.domains import get_split, resolve_domains
-
+def _resolve_request_domains(split: str | None, domains: Any, allow_target: bool, catalog) -> tuple[str, list]:
     if split is not None and domains is not None:
         raise ValueError(f"pass either split={split!r} or domains={domains!r}, not both")
     spec = "source" if split is None and domains is None else (split if split is not None else domains)
-    resolved = list(resolve_domains(spec))
+    resolved = catalog.resolve(spec)
     label = spec if isinstance(spec, str) else ",".join(d.name for d in resolved)
-    bad = [] if allow_target else held_out_domains(resolved)
+    bad = [] if allow_target else catalog.held_out(resolved)
     if bad:
-        target = ", ".join(t.name for s in ("target", "cam-target") for t in get_split(s))
         raise ValueError(
-            f"refusing to render {bad} into a stage-1 dataset: they show a held-out target combination "
-            f"(the object pair, room style and, for the camera split, camera height of {target}) or belong to "
-            "an evaluation split, and a vision model trained on them would no longer be evaluated zero-shot; "
-            "collect over a source split ('source', 'cam-source') or source domain names instead "
+            f"refusing to render {bad} into a stage-1 dataset: they equal (by name or by value) a domain of an "
+            f"evaluation split of {catalog.env_id!r} (every split but 'source' / '*-source'; for SeekAvoid also any "
+            "domain showing a held-out target combination of object pair, room style and, for the camera split, "
+            "camera height), and a vision model trained on them would no longer be evaluated zero-shot; collect "
+            "over a source split ('source', 'cam-source') or source domain names instead "
             "(allow_target=True makes an analysis-only dataset)"
         )
     return label, resolved
@@ -163,20 +105,17 @@ def _resolve_request_domains(split: str | None, domains: Any, allow_target: bool
 # ---------------------------------------------------------------------------------------- rendering
 @dataclass(frozen=True)
 class _EnvRecipe:
-    """What a worker needs to build its env (picklable; domains may be custom Domain objects)."""
+    """What a worker needs to build its env (picklable: domain specs are plain data)."""
 
-    domains: tuple
-    layout: str
+    domains: tuple  # DomainSpec, base kwargs merged in
     obs_size: int
-    env_kwargs: tuple  # sorted (key, value) pairs
+    channels: int
 
     def make(self):
-        import gymnasium
+        import envs  # noqa: F401  (headless pyglet, registers envs and providers)
+        from envs.spec import make_domains_env
 
-        import envs  # noqa: F401  (headless pyglet + registers the env)
-
-        return gymnasium.make(ENV_ID, domain=list(self.domains), layout=self.layout, obs_size=self.obs_size,
-                              **dict(self.env_kwargs))
+        return make_domains_env(list(self.domains), obs_size=self.obs_size, channels=self.channels)
 
 
 @dataclass(frozen=True)
@@ -198,21 +137,68 @@ def chunk_seed_sequence(seed: int, chunk: int) -> np.random.SeedSequence:
 
 
 def _factor_vector(factors: Any, names: Sequence[str]) -> np.ndarray:
-    """``info["factors"]`` (dict) → ``(F,)`` float32 in the order of ``names``."""
+    """``info["factors"]`` (a mapping, or a vector in ``names`` order) → ``(F,)`` float32 in the order of ``names``."""
+    if not names:
+        return np.zeros(0, dtype=np.float32)
+    if factors is None:
+        raise KeyError(f"the env reported no info['factors'] in this frame, expected {list(names)}")
+    if not isinstance(factors, dict):
+        vec = np.asarray(factors, dtype=np.float32).reshape(-1)
+        if vec.shape != (len(names),):
+            raise ValueError(f"info['factors'] has {vec.size} values, expected {len(names)} ({list(names)})")
+        return vec
     try:
         return np.array([float(factors[n]) for n in names], dtype=np.float32)
     except KeyError as e:
         raise KeyError(f"info['factors'] has no factor {e}; it has {sorted(factors)}, expected {list(names)}") from None
 
 
+def factor_names_of(env, info: dict) -> tuple[str, ...]:
+    """Names of the ground-truth factors an env reports: the keys of ``info["factors"]`` (a mapping), or for a
+    vector ``info["factor_names"]`` or the env's ``factor_names`` / ``FACTOR_NAMES`` attribute; ``()`` when the env
+    reports no factors."""
+    factors = info.get("factors")
+    if factors is None:
+        return ()
+    if isinstance(factors, dict):
+        return tuple(str(k) for k in factors)
+    names = info.get("factor_names")
+    if names is None:
+        for attr in ("factor_names", "FACTOR_NAMES"):
+            names = getattr(env.unwrapped, attr, None)
+            if names is not None:
+                break
+    n = int(np.asarray(factors).size)
+    if names is None or len(names) != n:
+        raise ValueError(f"the env reports info['factors'] as a vector of {n} values but names them "
+                         f"{names!r}; give info['factor_names'] (or a factor_names attribute) of that length, or "
+                         "report a mapping name → number")
+    return tuple(str(x) for x in names)
+
+
 class _ActionPolicy:
-    """The behaviour policy of the collection (see :data:`POLICIES`)."""
+    """The behaviour policy of the collection (see :data:`POLICIES`).
+
+    ``random`` on a ``Discrete`` space draws ``rng.integers(n)`` (as before the generic core, so SeekAvoid data
+    keeps its bytes); on any other space it calls the space's own ``sample()``, the space seeded from ``rng``.
+    """
 
     def __init__(self, name: str, action_space, forward_action: int, rng: np.random.Generator):
-        self.name, self.n, self.forward, self.rng = name, int(action_space.n), forward_action, rng
+        from gymnasium import spaces
+
+        self.name, self.space, self.forward, self.rng = name, action_space, forward_action, rng
+        self.discrete = isinstance(action_space, spaces.Discrete) and int(action_space.start) == 0
+        if name == "explore" and not self.discrete:
+            raise ValueError(f"collection policy 'explore' needs a Discrete action space (forward + turns), the env has "
+                             f"{action_space}; use policy='random'")
+        if not self.discrete:
+            action_space.seed(int(rng.integers(2**31 - 1)))
+        self.n = int(action_space.n) if self.discrete else 0
         self._action, self._left = 0, 0
 
-    def __call__(self) -> int:
+    def __call__(self) -> Any:
+        if not self.discrete:
+            return self.space.sample()
         if self.name == "random":
             return int(self.rng.integers(self.n))
         if self._left == 0:  # explore: forward half the time, otherwise another action; hold 1–4 steps
@@ -231,15 +217,15 @@ def render_chunk(env, task: _ChunkTask, report=None) -> dict[str, np.ndarray]:
     Frames: the reset observation, then the observation after every step (terminal frames included,
     they show the agent at an object), then the next episode's reset observation, and so on.
 
-    :param env: a ``darla/SeekAvoid-v0`` env (any wrapper) over the task's domains
+    :param env: an env over the task's domains reporting ``info["domain"]`` (:func:`envs.spec.make_domains_env`)
     :param task: which chunk
     :param report: called with the number of frames rendered since the last call (progress)
-    :return: ``frames (L, H, W, 3) uint8``, ``factors (L, F) float32``, ``domains (L,) int16``
+    :return: ``frames (L, H, W, C) uint8``, ``factors (L, F) float32``, ``domains (L,) int16``
     """
     rng = np.random.default_rng(chunk_seed_sequence(task.seed, task.index))
     env_seed = int(rng.integers(2**31 - 1))
     actions = getattr(env.unwrapped, "actions", None)
-    forward = int(getattr(actions, "move_forward", env.action_space.n - 1))
+    forward = int(getattr(actions, "move_forward", getattr(env.action_space, "n", 1) - 1))
     policy = _ActionPolicy(task.policy, env.action_space, forward, rng)
     domain_index = {n: i for i, n in enumerate(task.domain_names)}
 
@@ -257,7 +243,7 @@ def render_chunk(env, task: _ChunkTask, report=None) -> dict[str, np.ndarray]:
             raise ValueError(f"env reported domain {info.get('domain')!r}, "
                              f"not one of {list(task.domain_names)}") from None
         frames[i] = obs
-        factors[i] = _factor_vector(info["factors"], task.factor_names)
+        factors[i] = _factor_vector(info.get("factors"), task.factor_names)
         pending += 1
         if report is not None and pending >= _PROGRESS_EVERY:
             report(pending)
@@ -279,14 +265,10 @@ def render_chunk(env, task: _ChunkTask, report=None) -> dict[str, np.ndarray]:
 
 
 def _write_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = _mkstemp(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        _fsync_replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from atomicio import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _read_chunk(path: Path, task: _ChunkTask, frame_shape: tuple[int, ...]) -> dict[str, np.ndarray] | None:
@@ -362,8 +344,16 @@ def _prepare_dir(out: Path, request: dict, overwrite: bool) -> bool:
     elif entries:
         try:
             previous = json.loads((out / REQUEST_FILE).read_text())
-        except (OSError, ValueError):  # finished collection whose request file was lost: compare meta
-            previous = json.loads((out / META_FILE).read_text()).get("request")
+        except (OSError, ValueError) as e:  # finished collection whose request file was lost: compare meta
+            if not (out / META_FILE).is_file():
+                raise ValueError(f"{out / REQUEST_FILE} is unreadable ({type(e).__name__}: {e}) and {out} has no "
+                                 f"{META_FILE}: the collection cannot be resumed; pass overwrite=True "
+                                 "(--overwrite) or delete the directory") from None
+            try:
+                previous = json.loads((out / META_FILE).read_text()).get("request")
+            except (OSError, ValueError) as e2:
+                raise ValueError(f"both {out / REQUEST_FILE} and {out / META_FILE} are unreadable ({e2}); pass "
+                                 "overwrite=True (--overwrite) or delete the directory") from None
         if previous != request:
             diff = sorted(k for k in set(previous or {}) | set(request)
                           if (previous or {}).get(k) != request.get(k))
@@ -482,8 +472,7 @@ def _assemble(out: Path, tasks: list[_ChunkTask], frame_shape: tuple[int, ...], 
     try:
         arrays = {}
         for name, (shape, dtype, _) in specs.items():
-            fd, tmps[name] = _mkstemp(out, name)
-            os.close(fd)
+            tmps[name] = temp_path(out, name)
             arrays[name] = np.lib.format.open_memmap(tmps[name], mode="w+", dtype=dtype, shape=shape)
         for t in tasks:
             chunk = _read_chunk(Path(t.path), t, frame_shape)
@@ -495,18 +484,21 @@ def _assemble(out: Path, tasks: list[_ChunkTask], frame_shape: tuple[int, ...], 
             arr.flush()
         del arrays, arr
         for name, tmp in tmps.items():
-            _fsync_replace(tmp, out / name)
+            fsync_replace(tmp, out / name)
     finally:
         for tmp in tmps.values():
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
 
-def _factor_names_of_env() -> tuple[str, ...]:
-    import envs  # noqa: F401
-    from envs.seekavoid import SeekAvoidEnv
-
-    return tuple(SeekAvoidEnv.FACTOR_NAMES)
+def _probe_env(recipe: _EnvRecipe) -> tuple[tuple[str, ...], Any]:
+    """Make the env once to learn what it reports: factor names and the action space (for a clear error)."""
+    env = recipe.make()
+    try:
+        _, info = env.reset(seed=0)
+        return factor_names_of(env, info), env.action_space
+    finally:
+        env.close()
 
 
 def collect_frames(
@@ -524,8 +516,12 @@ def collect_frames(
     overwrite: bool = False,
     allow_target: bool = False,
     env_kwargs: dict[str, Any] | None = None,
+    env_id: str | None = None,
+    domains_file: str | os.PathLike | None = None,
+    channels: int = 3,
+    catalog: Any = None,
 ) -> Path:
-    """Render ``frames`` observations of ``darla/SeekAvoid-v0`` over a split's domains into ``out_dir``.
+    """Render ``frames`` observations of an env over a split's domains into ``out_dir``.
 
     DARLA's stage-1 ("learn to see") data (Higgins, Pal et al. 2017): a random or exploratory behaviour
     policy in the source domains, nuisances randomised per episode by the env (one domain drawn per episode).
@@ -534,48 +530,70 @@ def collect_frames(
 
     :param out_dir: directory to create (or resume / reuse when it holds the same request)
     :param frames: number of frames ``N``
-    :param split: a split name (``"source"``) or comma-separated split/domain names; default ``"source"``
-    :param domains: instead of ``split``: a list of domain names or ``Domain`` objects
+    :param split: a split name (``"source"``) or comma-separated split/domain names / YAML files; default ``"source"``
+    :param domains: instead of ``split``: a list of domain names, ``DomainSpec`` or SeekAvoid ``Domain`` objects
     :param workers: rendering processes, this one included (``1``: no worker processes)
     :param seed: master seed; the dataset's bytes are a function of the request, not of ``workers``
-    :param obs_size: side of the square RGB frames
-    :param layout: SeekAvoid layout, ``"choice"`` or ``"collect"``
-    :param policy: behaviour policy, one of :data:`POLICIES`
+    :param obs_size: side of the square frames (any env's frames are resized to it)
+    :param layout: SeekAvoid layout, ``"choice"`` or ``"collect"`` (other envs ignore it)
+    :param policy: behaviour policy, one of :data:`POLICIES` (``explore`` needs a ``Discrete`` action space)
     :param chunk_size: frames per chunk (unit of parallel work and of resume; part of the request)
     :param progress: show a tqdm progress bar
     :param overwrite: replace a collection made with different arguments instead of raising
-    :param allow_target: allow the target split's (pair, room) combination (analysis data only: a
-        vision model trained on it is no longer zero-shot)
-    :param env_kwargs: extra keyword arguments for ``gymnasium.make`` (part of the request)
+    :param allow_target: allow held-out (evaluation) domains (analysis data only: a vision model trained on
+        them is no longer zero-shot)
+    :param env_kwargs: extra keyword arguments for every domain's ``gymnasium.make`` (part of the request)
+    :param env_id: the gymnasium env (default :data:`DEFAULT_ENV_ID`); its provider names its domains and splits
+    :param domains_file: YAML file of domains and splits of that env (:mod:`envs.spec`)
+    :param channels: 3 (RGB) or 1 (grey) channels per frame
+    :param catalog: an :class:`envs.spec.DomainCatalog` instead of ``env_id``/``env_kwargs``/``domains_file``/
+        ``obs_size``/``channels``/``layout``
     :return: ``out_dir`` as a ``Path``
-    :raises ValueError: a target combination is requested, a bad argument, or ``out_dir`` holds a
+    :raises ValueError: a held-out domain is requested, a bad argument, or ``out_dir`` holds a
         different collection (without ``overwrite``)
     """
+    from envs.spec import DomainCatalog
+
     _check_args(frames, workers, obs_size, policy, chunk_size)
-    label, resolved = _resolve_request_domains(split, domains, allow_target)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if catalog is None:
+        catalog = DomainCatalog(env_id or DEFAULT_ENV_ID, kwargs=env_kwargs, domains_file=domains_file,
+                                obs_size=obs_size, channels=channels, layout=layout)
+    obs_size, channels = catalog.obs_size, catalog.channels
+    label, resolved = _resolve_request_domains(split, domains, allow_target, catalog)
     domain_names = [d.name for d in resolved]
-    if len(set(domain_names)) != len(domain_names):
-        raise ValueError(f"domain names must be unique, got {domain_names}")
-    factor_names = _factor_names_of_env()
+    recipe = _EnvRecipe(tuple(resolved), int(obs_size), int(channels))
+    factor_names = catalog.factor_names()
+    if factor_names is None:
+        factor_names, _ = _probe_env(recipe)
+        if not factor_names:
+            logger.info("%s reports no info['factors']: the dataset has none, so the vision probe and the "
+                        "disentanglement metrics will be skipped", catalog.env_id)
     env_kwargs = dict(sorted((env_kwargs or {}).items()))
-    request = json.loads(_json({
+    request_dict = {
         "version": FORMAT_VERSION, "frames": int(frames), "split": label, "domains": domain_names,
-        "domain_specs": [_domain_spec(d) for d in resolved], "seed": int(seed), "obs_size": int(obs_size),
+        "domain_specs": [catalog.provider.describe(d) for d in resolved], "seed": int(seed), "obs_size": int(obs_size),
         "layout": layout, "policy": policy, "chunk_size": int(chunk_size), "env_kwargs": env_kwargs,
-        "factor_names": list(factor_names), "held_out_domains": held_out_domains(resolved),
-    }))
+        "factor_names": list(factor_names), "held_out_domains": catalog.held_out(resolved),
+    }
+    # Keys that only other envs need, so the requests of existing SeekAvoid collections stay unchanged.
+    if catalog.env_id != SEEKAVOID_ID:
+        request_dict["env_id"] = catalog.env_id
+    if channels != 3:
+        request_dict["channels"] = int(channels)
+    request = json.loads(_json(request_dict))
     out = Path(out_dir)
     if _prepare_dir(out, request, overwrite):
         logger.info("%s already holds this collection; reusing it", out)
         return out
 
-    frame_shape = (int(obs_size), int(obs_size), 3)
+    frame_shape = (int(obs_size), int(obs_size), int(channels))
     tasks = _plan_chunks(frames, chunk_size, seed, policy, domain_names, factor_names, out / CHUNK_DIR)
     todo = [t for t in tasks if _read_chunk(Path(t.path), t, frame_shape) is None]
     done_frames = sum(t.length for t in tasks) - sum(t.length for t in todo)
     if done_frames:
         logger.info("resuming %s: %d of %d chunks already rendered", out, len(tasks) - len(todo), len(tasks))
-    recipe = _EnvRecipe(tuple(resolved), layout, int(obs_size), tuple(env_kwargs.items()))
     with tqdm(total=frames, initial=done_frames, desc=f"collect {label}", unit="frame", disable=not progress,
               dynamic_ncols=True) as bar:
         if todo and (workers == 1 or len(todo) == 1):
@@ -587,6 +605,8 @@ def collect_frames(
     meta = {**{k: request[k] for k in ("version", "frames", "obs_size", "split", "domains", "factor_names", "seed",
                                        "layout", "policy", "chunk_size", "held_out_domains")},
             "frame_shape": list(frame_shape), "request": request}
+    if "env_id" in request:
+        meta["env_id"] = request["env_id"]
     _atomic_write_text(out / META_FILE, _json(meta))
     shutil.rmtree(out / CHUNK_DIR, ignore_errors=True)
     logger.info("collected %d frames of %s into %s", frames, label, out)

@@ -33,6 +33,7 @@ number means a fixed value.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,13 +402,48 @@ def dump_domains_yaml(domains: Iterable[Domain], path: str | Path) -> None:
     """Write ``domains`` to ``path`` in the schema :func:`load_domains_yaml` reads (atomic write)."""
     import yaml
 
-    from envs.collect import _atomic_write_text
+    from atomicio import atomic_write_text
 
-    _atomic_write_text(Path(path), yaml.safe_dump([get_domain(d).to_dict() for d in domains], sort_keys=False))
+    atomic_write_text(Path(path), yaml.safe_dump([get_domain(d).to_dict() for d in domains], sort_keys=False))
 
+
+# ----------------------------------------------------------------------------- the leakage guard
+def _room_key(room: Any) -> Any:
+    """A room style's appearance, whatever it is called (a renamed copy of 'changed' is still 'changed')."""
+    if isinstance(room, str):
+        return room
+    to_dict = getattr(room, "to_dict", None)
+    if not callable(to_dict):
+        return room
+    return json.dumps({k: v for k, v in to_dict().items() if k != "name"}, sort_keys=True)
+
+
+def held_out_domains(domains: Sequence[Any]) -> list[str]:
+    """Names of the SeekAvoid ``domains`` that must never be rendered into a stage-1 (vision training) dataset.
+
+    Those are (a) any domain showing a target split's held-out combination, whatever its name or other
+    nuisances: the object pair of a ``target`` domain in its room style (DARLA's split), or the object pair
+    of a ``cam-target`` domain in its room style with an overlapping camera-height range (the camera
+    split); and (b) any built-in domain of an evaluation split (every split but the source splits, e.g.
+    ``hard``: ``A-third``).
+    """
+    def overlaps(a, b) -> bool:
+        return a[0] <= b[1] and b[0] <= a[1]
+
+    targets = [(t, False) for t in get_split("target")] + [(t, True) for t in get_split("cam-target")]
+    evaluation = {d.name: d for s in list_splits() if not is_source_split(s) for d in get_split(s)}
+    return [d.name for d in domains
+            if any(d.pair == t.pair and _room_key(d.room) == _room_key(t.room)
+                   and (not cam or overlaps(d.cam_height, t.cam_height)) for t, cam in targets)
+            or evaluation.get(d.name) == d]
+
+
+# --------------------------------------------------------------- SeekAvoid as a domain provider
+#: the gymnasium id of the SeekAvoid env (registered by ``import envs``)
+SEEKAVOID_ID = "darla/SeekAvoid-v0"
 
 __all__ = [
     "PATTERNS", "RoomStyle", "ROOM_STYLES", "ObjectSpec", "ObjectPair", "PAIRS", "Domain", "get_room_style",
     "get_domain", "list_domains", "get_split", "list_splits", "resolve_domains", "load_domains_yaml",
-    "dump_domains_yaml",
+    "dump_domains_yaml", "held_out_domains", "SEEKAVOID_ID",
 ]

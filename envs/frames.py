@@ -54,7 +54,8 @@ class FrameDataset(Dataset):
         self.factor_names: list[str] = list(self.meta["factor_names"])
         self.domain_names: list[str] = list(self.meta["domains"])
         n, side = int(self.meta["frames"]), int(self.meta["obs_size"])
-        self._expected = {FRAMES_FILE: ((n, side, side, 3), np.uint8),
+        channels = int((self.meta.get("frame_shape") or [side, side, 3])[-1])  # 1 for grey collections
+        self._expected = {FRAMES_FILE: ((n, side, side, channels), np.uint8),
                           FACTORS_FILE: ((n, len(self.factor_names)), np.float32),
                           DOMAINS_FILE: ((n,), np.int16)}
         self._len = n

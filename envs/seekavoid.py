@@ -367,6 +367,8 @@ def observable_rows(factors: np.ndarray, names: Sequence[str]) -> dict[str, np.n
     def in_view(kind: str) -> np.ndarray:
         return (f[:, col[f"{kind}_dist"]] > 0) & (np.abs(f[:, col[f"{kind}_angle"]]) < HALF_FOV)
 
+    if not all(f"{k}_{q}" in col for k in ("good", "bad") for q in ("dist", "angle")):
+        return {}  # not SeekAvoid's factors (another env's, or none): every factor counts as visible
     good, bad = in_view("good"), in_view("bad")
     rows = {n: good for n in names if n.startswith("good_") and n != "good_side"}
     rows.update({n: bad for n in names if n.startswith("bad_")})

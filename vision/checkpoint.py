@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from atomicio import atomic_write_bytes, fsync_replace, temp_path
 from vision.base import VisionModel, build_config, config_dict, model_class
 
 FORMAT_VERSION = 1
@@ -29,38 +29,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupt or does not match its config."""
 
 
-def _mkstemp(directory: Path, name: str) -> tuple[int, str]:
-    """A temp file ``.name.XXXX.tmp`` in ``directory`` with the permissions of a normally created file
-    (``mkstemp`` makes 0600, which would leave reports and checkpoints readable by their owner only)."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    os.fchmod(fd, _file_mode())
-    return fd, tmp
-
-
-def _file_mode() -> int:
-    """0o666 minus the process umask: the mode ``open()`` would give a new file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save(model: VisionModel, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Save ``model`` to directory ``path`` (created). ``extra`` is stored in the JSON (e.g. probe results).
 
@@ -69,13 +37,13 @@ def save(model: VisionModel, path: str | os.PathLike, extra: dict[str, Any] | No
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{WEIGHTS}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_path(path, WEIGHTS)
+    mode = os.stat(tmp).st_mode
     try:
-        save_file(state, tmp)  # writes the file anew, so its mode is set after (mkstemp makes 0600)
-        os.chmod(tmp, _file_mode())
+        save_file(state, tmp)  # writes the file anew: give it back the normal mode temp_path set
+        os.chmod(tmp, mode)
         digest = _sha256(Path(tmp))
-        os.replace(tmp, path / WEIGHTS)
+        fsync_replace(tmp, path / WEIGHTS)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -74,7 +74,9 @@ def test_policies_train_in_policy_domains_and_an_empty_value_keeps_the_old_key(t
     monkeypatch.setattr(agents.train, "train_policy", lambda **kw: calls.append(kw) or kw["out_dir"])
     config = load_config(None, ["policy.mode=pixels", *narrow, "evaluate.domains=cam-source,cam-target"])
     train_policy_stage(config, tmp_path / "n", None, "pixels", 0, progress=False)
-    assert calls[0]["env_kwargs"]["domain"] == "A-default,B-default"
+    # the policy's env is made from the resolved domain specs (recorded in policy.json), in that order
+    assert calls[0]["env_id"] == "darla/Domains-v0"
+    assert [d["name"] for d in calls[0]["env_kwargs"]["domain"]] == ["A-default", "B-default"]
     _, source = evaluation_domains(config)
     assert source == ["A-default", "B-default"]  # B-highcam is evaluated as a target of these policies
 
@@ -111,7 +113,8 @@ def test_evaluate_key_changes_when_a_yaml_domain_file_is_edited(tmp_path, monkey
         stage, _ = pipeline.evaluate_stage(config, tmp_path / "stages", [tmp_path / "policy-s0-k"], progress=False)
         names.append(stage.dir.name)
     assert names[0] != names[1]
-    assert [d.cam_height for d in seen[1] if d.name == "A-low"] == [(1.2, 1.2)]
+    # domains reach the evaluation as specs by value (SeekAvoid's scene mapping in kwargs["domain"])
+    assert [d.kwargs["domain"]["cam_height"] for d in seen[1] if d.name == "A-low"] == [[1.2, 1.2]]
 
 
 @pytest.mark.parametrize("domains, needle", [("source,A-chnged", "A-chnged"), ("target", "A-default")])
