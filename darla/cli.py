@@ -187,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         if args.debug:
             raise
-        # A KeyError's str() is only the key: say what kind of error it was for anything but our own messages.
-        what = _one_line(e) if isinstance(e, (ConfigError, ValueError, OSError)) else f"{type(e).__name__}: {_one_line(e)}"
-        print(f"darla {args.command}: error: {what}" + ("" if isinstance(e, ConfigError) else hint), file=sys.stderr)
+        # a ConfigError already says the fix; other messages may come from deep down: offer the traceback
+        print(f"darla {args.command}: error: {_one_line(e)}" + ("" if isinstance(e, ConfigError) else hint),
+              file=sys.stderr)
         return 2
     except Exception as e:  # the last resort: an internal error, still one line unless --debug
         if args.debug:
