@@ -125,3 +125,12 @@ def test_hierarchical_ratio_resamples_groups_and_within_them():
     # the point estimate is target over source, not the reverse
     inv = hierarchical_ratio_ci([np.full((1, 4), 1.0)], [np.full((1, 4), 4.0)], n_boot=100, rng=0)
     assert inv["ratio"] == pytest.approx(0.25) and inv["group_ratios"] == [pytest.approx(0.25)]
+
+
+def test_summarize_iqm_interval_is_the_iqm_s_not_the_mean_s():
+    """Outliers pull the mean far from the IQM: the IQM interval must bracket the IQM, away from the mean."""
+    rng = np.random.default_rng(9)
+    a = rng.uniform(0.0, 1.0, size=(5, 40))
+    a[:, :4] = 50.0  # 10% outliers in every seed
+    s = summarize(a, n_boot=2000, rng=0)
+    assert s["iqm_ci"][0] <= s["iqm"] <= s["iqm_ci"][1] < 1.0 < s["ci"][0]
