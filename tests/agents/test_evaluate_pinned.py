@@ -30,20 +30,23 @@ RETURNS = {
 
 
 class TableEnv(gym.Env):
-    """One step per episode: the reward is ``RETURNS[domain][action][seed - SEED]`` (the action is the policy)."""
+    """Two steps per episode whose rewards (a quarter, then three quarters) sum to
+    ``RETURNS[domain][action][seed - SEED]`` (the action is the policy)."""
 
     observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
     def __init__(self, domain: str):
-        self.domain, self.episode = domain, None
+        self.domain, self.episode, self.t = domain, None, 0
 
     def reset(self, *, seed=None, options=None):
-        self.episode = seed - SEED
+        self.episode, self.t = seed - SEED, 0
         return np.zeros(2, np.float32), {}
 
     def step(self, action):
-        return np.zeros(2, np.float32), RETURNS[self.domain][int(action)][self.episode], True, False, {}
+        self.t += 1
+        total = RETURNS[self.domain][int(action)][self.episode]
+        return np.zeros(2, np.float32), total * (0.25 if self.t == 1 else 0.75), self.t == 2, False, {}
 
 
 class FixedAction(BaseAlgorithm):
@@ -74,7 +77,9 @@ def _a(name):
 
 def test_returns_are_the_table_row_per_policy(result):
     for name in RETURNS:
-        np.testing.assert_array_equal(result["returns"][name], RETURNS[name])
+        np.testing.assert_array_equal(result["returns"][name], RETURNS[name])  # the episode's summed reward
+        np.testing.assert_array_equal(result["lengths"][name], np.full((2, EPISODES), 2))
+        assert result["summary"][name]["mean_length"] == 2.0
     assert result["source"] == SOURCE and result["target"] == TARGET
 
 
@@ -149,3 +154,17 @@ def test_transfer_study_summary_rows_are_target_over_source(result, tmp_path):
     np.testing.assert_allclose(row["target"]["ratio"]["ci"], ref, atol=0.07)
     assert {n: v["mean"] for n, v in row["per_domain"].items()} == pytest.approx(
         {n: _a(n).mean() for n in RETURNS})
+
+
+def test_an_undefined_ratio_is_null_in_the_json_and_a_dash_in_the_table(tmp_path, monkeypatch):
+    """Every source return 0: target/source is undefined; strict JSON writes null (not NaN, not 0)."""
+    zeros = {name: [[0.0] * EPISODES] * 2 if name in SOURCE else RETURNS[name] for name in RETURNS}
+    monkeypatch.setitem(globals(), "RETURNS", zeros)
+    result = zero_shot_evaluate([FixedAction(0), FixedAction(1)], SOURCE + TARGET, env_factory=TableEnv,
+                                episodes=EPISODES, seed=SEED, source=SOURCE, progress=False, n_boot=200)
+    assert np.isnan(result["overall"]["ratio"]["mean"])
+    out = write_evaluation(result, tmp_path / "eval")
+    written = json.loads((out / "evaluation.json").read_text())
+    assert written["overall"]["ratio"]["mean"] is None and written["ratios"]["A-changed"]["ratio"] is None
+    assert "| A-changed | target | 0.333 [" in (out / "evaluation.md").read_text()
+    assert "| – |" in (out / "evaluation.md").read_text()
