@@ -168,3 +168,13 @@ def test_an_undefined_ratio_is_null_in_the_json_and_a_dash_in_the_table(tmp_path
     assert written["overall"]["ratio"]["mean"] is None and written["ratios"]["A-changed"]["ratio"] is None
     assert "| A-changed | target | 0.333 [" in (out / "evaluation.md").read_text()
     assert "| – |" in (out / "evaluation.md").read_text()
+
+
+def test_the_default_source_is_what_the_policies_recorded_they_trained_in():
+    from agents.evaluate import _split
+
+    names = ["A-default", "B-default", "A-changed"]
+    assert _split(names, None, [{"train_domains": ["B-default"], "env_kwargs": {}}]) == (
+        ["B-default"], ["A-default", "A-changed"])
+    assert _split(names, None, [{"train_domains": [], "env_kwargs": {"domain": "A-default, B-default"}}]) == (
+        ["A-default", "B-default"], ["A-changed"])
