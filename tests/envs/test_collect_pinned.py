@@ -69,8 +69,9 @@ def test_chunks_are_not_copies_of_each_other(collected):
 
 
 def _kill_mid_chunk(out: Path, args: dict, rng: random.Random) -> bool:
-    """Start a 2-worker collection in a subprocess, SIGKILL its process group at a random moment once the first
-    chunk file exists (so chunks are being written by both processes); ``True`` if it was killed unfinished."""
+    """Start a 2-worker collection in a subprocess, SIGKILL its process group a random few milliseconds after
+    a random number (1-6) of its chunk files exist, so that other chunks are being rendered and written by both
+    processes; ``True`` if it was killed unfinished."""
     code = (f"import envs\nfrom envs.collect import collect_frames\nif __name__ == '__main__':\n"
             f"    collect_frames({str(out)!r}, workers=2, **{args!r})\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -78,9 +79,11 @@ def _kill_mid_chunk(out: Path, args: dict, rng: random.Random) -> bool:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and not list((out / "chunks").glob("chunk_*")):
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.4))
+        wanted = rng.randint(1, 6)
+        while time.monotonic() < deadline and proc.poll() is None and \
+                len(list((out / "chunks").glob("chunk_*.npz"))) < wanted:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
@@ -94,7 +97,7 @@ def _bytes(d: Path) -> dict[str, bytes]:
 
 
 def _kill_and_resume(tmp_path: Path, trials: int, seed: int) -> int:
-    args = {**ARGS, "frames": 400, "chunk_size": 25}
+    args = {**ARGS, "frames": 1000, "chunk_size": 25}  # 40 chunks: a kill after a few lands mid-collection
     reference = _bytes(collect_frames(tmp_path / "reference", workers=1, **args))
     rng, killed = random.Random(seed), 0
     for trial in range(trials):
