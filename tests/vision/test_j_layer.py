@@ -51,3 +51,14 @@ def test_darla_default_is_the_fourth_conv_64x4x4_on_64px_frames():
     model = vision.make("beta_vae_dae", image_size=64)
     assert model.config.dae_layer == 4
     assert model.feature_map(torch.rand(1, 3, 64, 64)).shape == (1, 64 * 4 * 4)
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_dae_layer_just_outside_the_conv_stack_is_refused(size):
+    from vision.base import ConfigError
+
+    depth = len(conv_channels(size))
+    vision.make("beta_vae_dae", image_size=size, dae_layer=depth)  # the last conv: fine
+    for bad in (0, depth + 1):
+        with pytest.raises(ConfigError, match=f"dae_layer must be in 1..{depth} for image_size {size}"):
+            vision.make("beta_vae_dae", image_size=size, dae_layer=bad)
