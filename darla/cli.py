@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         "frozen features), transfer (evaluate in unseen domains).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of its one-line message")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_run, _add_collect, _add_train_vision, _add_traverse, _add_train_policy, _add_evaluate,
@@ -193,7 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: errors that mean the input (a flag, a config field, a file) is wrong: exit code 2, like argparse's
+USER_ERRORS = (ConfigError, ValueError, OSError, RuntimeError)
+
+
+def _one_line(text: str) -> str:
+    """A message on one line (YAML, numpy and torch errors span several)."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``darla``; every error ends as one line on stderr (``--debug``: the traceback instead).
+
+    :return: 0 on success, 2 for a user error (a bad flag, config field or file; argparse also exits 2),
+        1 for an unexpected internal error, 130 when interrupted
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -204,16 +220,25 @@ def main(argv: list[str] | None = None) -> int:
     from darla import commands
 
     handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
+    hint = " (run with --debug for the traceback)"
     try:
         return handler(args) or 0
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
-        if args.verbose:
-            raise
-        print(f"darla {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"darla {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        # a ConfigError already says the fix; other messages may come from deep down: offer the traceback
+        print(f"darla {args.command}: error: {_one_line(e)}" + ("" if isinstance(e, ConfigError) else hint),
+              file=sys.stderr)
+        return 2
+    except Exception as e:  # the last resort: an internal error, still one line unless --debug
+        if args.debug:
+            raise
+        print(f"darla {args.command}: error: internal error {type(e).__name__}: {_one_line(e)}{hint}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

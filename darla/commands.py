@@ -53,7 +53,7 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ValueError(f"--set '{item}' must look like key=value, e.g. --set dae_layer=3")
-        model_config[key] = parse_yaml(raw)
+        model_config[key] = parse_yaml(raw, what=f"--set '{item}'")
     if args.beta is not None:
         model_config["beta"] = args.beta
     if args.latents is not None:
@@ -311,7 +311,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from darla.sweep import run_sweep
 
-    base = load_config(args.config, args.overrides)
+    base = load_config(args.config, args.overrides, check_vision=False)  # each trial's model is checked in run_sweep
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
     summary = run_sweep(base, args.out, models=split(args.models), seeds=[int(s) for s in split(args.seeds)],
                         algos=split(args.algos) if args.algos else None, address=args.address,

@@ -8,6 +8,7 @@ finishes on 2 CPU cores in minutes and learns the default ``choice`` layout.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import re
@@ -110,7 +111,14 @@ class RunConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
-    def validate(self) -> None:
+    def validate(self, check_vision: bool = True) -> None:
+        """Raise :class:`ConfigError` (one line: the field, the bad value, the fix) on anything that would fail
+        later: ranges, the vision model and its config at this image size, the algorithm and its keyword
+        arguments against its SB3 signature, domains, splits and paths.
+
+        :param check_vision: check ``vision.model`` and ``vision.model_config`` (a sweep's base config skips it:
+            its trials name the models, and each trial's config is checked before anything trains)
+        """
         _check(self.env.obs_size >= 16 and self.env.obs_size & (self.env.obs_size - 1) == 0,
                "env.obs_size", self.env.obs_size, "a power of two >= 16, e.g. 64")
         _check(self.env.layout in ("choice", "collect"), "env.layout", self.env.layout, "'choice' or 'collect'")
@@ -131,9 +139,6 @@ class RunConfig:
         _check(self.vision.batch_size >= 2, "vision.batch_size", self.vision.batch_size, "an integer >= 2")
         _check(self.vision.lr > 0, "vision.lr", self.vision.lr, "a positive float")
         _check(self.vision.dae_steps >= 1, "vision.dae_steps", self.vision.dae_steps, "a positive integer")
-        from agents.algos import algo_names
-
-        _check(self.policy.algo in algo_names(), "policy.algo", self.policy.algo, f"one of {', '.join(algo_names())}")
         _check(self.policy.frame_stack >= 1, "policy.frame_stack", self.policy.frame_stack, "an integer >= 1 (1: none)")
         _check(self.policy.mode in ("latent", "extractor", "pixels"), "policy.mode", self.policy.mode,
                "one of latent, extractor, pixels")
@@ -141,12 +146,18 @@ class RunConfig:
                "64 or more for policy.mode=pixels (SB3's CnnPolicy, NatureCNN, needs images of at least 36 px)")
         _check(self.policy.steps >= 1, "policy.steps", self.policy.steps, "a positive integer")
         _check(self.policy.n_envs >= 1, "policy.n_envs", self.policy.n_envs, "a positive integer")
-        _check(len(self.policy.seeds) >= 1 and all(isinstance(s, int) for s in self.policy.seeds)
+        _check(len(self.policy.seeds) >= 1 and all(_is_int(s) for s in self.policy.seeds)
                and len(set(self.policy.seeds)) == len(self.policy.seeds),  # a repeat would count one policy twice
                "policy.seeds", self.policy.seeds, "a non-empty list of distinct integers, e.g. [0, 1, 2]")
         _check(self.evaluate.episodes >= 1, "evaluate.episodes", self.evaluate.episodes, "a positive integer")
         _check(self.device == "cpu" or self.device.startswith(("cuda", "mps")), "device", self.device,
                "cpu, cuda, cuda:N or mps")
+        # The checks below import the libraries that do the work (vision, SB3, envs): they catch what
+        # used to fail minutes later, after collection or vision training.
+        if check_vision and self.policy.mode != "pixels":  # pixel policies train no vision model
+            _validate_vision(self)
+        _validate_algo(self)
+        _validate_domains(self)
 
     @property
     def train_domains(self) -> str:
@@ -160,6 +171,143 @@ class RunConfig:
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"config field '{name}' = {value!r} is invalid: expected {expected}")
+
+
+def _is_int(value: Any) -> bool:
+    """An integer that is not a bool (``True`` is an ``int`` in Python, never a seed or a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _did_you_mean(bad: Any, choices: Any) -> str:
+    """``"did you mean X? "`` for the closest of ``choices`` (difflib), or ``""``."""
+    close = difflib.get_close_matches(str(bad), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def _validate_vision(config: RunConfig) -> None:
+    """``vision.model`` is registered and ``vision.model_config`` builds that model's config dataclass at the
+    run's image size and channels (so every range check of the model runs now, including those that depend on
+    ``env.obs_size``, e.g. ``beta_vae_dae``'s ``dae_layer``)."""
+    import vision
+
+    name = config.vision.model
+    models = vision.list_models()
+    if name not in models:
+        raise ConfigError(f"config field 'vision.model' = {name!r} is invalid: {_did_you_mean(name, models)}"
+                          f"valid models: {', '.join(models)}")
+    values = dict(config.vision.model_config)
+    if name == "scan":  # darla run trains a beta_vae_dae first from model_config.visual, then the symbol VAE
+        visual = values.pop("visual", {})
+        _check(isinstance(visual, dict), "vision.model_config.visual", visual,
+               "a mapping of beta_vae_dae config fields, e.g. {latents: 10}")
+        _check_model_config(config, "beta_vae_dae", visual, "vision.model_config.visual")
+        # the vocabulary comes from the seekavoid-factors dataset at run time; a stand-in lets the rest be checked
+        values.setdefault("factor_names", ("factor",))
+        values.setdefault("factor_sizes", (2,))
+    _check_model_config(config, name, values, "vision.model_config")
+
+
+def _check_model_config(config: RunConfig, name: str, values: dict[str, Any], field_name: str) -> None:
+    from vision.base import ConfigError as ModelConfigError
+    from vision.base import build_config, model_class
+
+    cls = model_class(name).config_cls
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"config field '{field_name}.{key}' is unknown for model '{name}': "
+                              f"{_did_you_mean(key, known)}valid fields: {', '.join(known)}")
+    size = config.env.obs_size
+    for key, run_value, source in (("image_size", size, "env.obs_size"), ("channels", 3, "the RGB frames")):
+        _check(values.get(key, run_value) == run_value, f"{field_name}.{key}", values.get(key),
+               f"to leave it out: it is set from {source} ({run_value})")
+    full = {**values, "image_size": size, "channels": 3, "lr": config.vision.lr}  # as vision.train sets them
+    if "dataset_size" in known and "dataset_size" not in values:
+        full["dataset_size"] = max(2, config.collect.frames)
+    try:
+        build_config(cls, full, model=name)
+    except ModelConfigError as e:
+        raise ConfigError(f"config field '{field_name}' = {values!r} is invalid for model '{name}' with "
+                          f"env.obs_size={size}: {e}") from None
+    for key in ("dae_checkpoint", "visual_checkpoint"):
+        path = values.get(key)
+        _check(path is None or Path(path).is_dir(), f"{field_name}.{key}", path,
+               "an existing checkpoint directory (a run's stages/vision-<key>/model), or leave it out")
+
+
+def _algo_class(name: str) -> type:
+    """The SB3 (or sb3-contrib) algorithm class darla trains under ``name`` (:func:`agents.algos.algo_names`)."""
+    from agents.algos import algo_class, algo_names
+
+    names = algo_names()
+    if name not in names:
+        raise ConfigError(f"config field 'policy.algo' = {name!r} is invalid: {_did_you_mean(name, names)}"
+                          f"valid algorithms: {', '.join(names)}")
+    try:
+        return algo_class(name)
+    except ValueError as e:  # e.g. an sb3-contrib algorithm without sb3-contrib installed
+        raise ConfigError(f"config field 'policy.algo' = {name!r} is invalid: {e}") from None
+
+
+def _signature_names(fn: Any, drop: tuple[str, ...]) -> list[str]:
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    return sorted(p.name for p in params if p.name not in drop and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
+def _check_kwargs(field_name: str, kwargs: Any, valid: list[str], owner: str) -> None:
+    _check(isinstance(kwargs, dict), field_name, kwargs, "a mapping of keyword arguments, e.g. {n_steps: 128}")
+    for key in kwargs:
+        if key not in valid:
+            raise ConfigError(f"config field '{field_name}.{key}' is not an argument of {owner}: "
+                              f"{_did_you_mean(key, valid)}valid: {', '.join(valid)}")
+
+
+def _validate_algo(config: RunConfig) -> None:
+    """``policy.algo`` names an algorithm darla trains, ``policy.algo_kwargs`` are arguments of its SB3 class
+    and ``policy.policy_kwargs`` (where the config has it) arguments of its SB3 policy class.
+
+    Then :func:`agents.algos.check_algo` has the last word: it knows the algorithms' own constraints (the
+    class whitelist of ``policy_kwargs``, unsupported policies); its ``ValueError`` is reported here.
+    """
+    algo = config.policy.algo
+    cls = _algo_class(algo)
+    algo_kwargs = config.policy.algo_kwargs
+    _check_kwargs("policy.algo_kwargs", algo_kwargs, _signature_names(cls.__init__, ("self", "policy", "env")),
+                  f"stable_baselines3 {cls.__name__}")
+    policy_kwargs = getattr(config.policy, "policy_kwargs", None)
+    if policy_kwargs:
+        alias = "CnnPolicy" if config.policy.mode == "pixels" else "MlpPolicy"
+        policy_cls = getattr(cls, "policy_aliases", {}).get(alias)
+        if policy_cls is not None:
+            _check_kwargs("policy.policy_kwargs", policy_kwargs, _signature_names(
+                policy_cls.__init__, ("self", "observation_space", "action_space", "lr_schedule")),
+                f"{cls.__name__}'s {alias} ({policy_cls.__name__})")
+    from agents.algos import check_algo
+
+    try:  # the algorithms' own constraints (class whitelist of policy_kwargs, recurrent/masked policies)
+        check_algo(algo, algo_kwargs=dict(algo_kwargs), policy_kwargs=dict(policy_kwargs or {}),
+                   policy="CnnPolicy" if config.policy.mode == "pixels" else "MlpPolicy")
+    except ValueError as e:
+        raise ConfigError(f"config field 'policy' is invalid for algo '{algo}': {e}") from None
+
+
+def _validate_domains(config: RunConfig) -> None:
+    """``collect.split``, ``policy.domains`` and ``evaluate.domains`` resolve (names, splits, YAML files that
+    exist), stage-1 data holds no held-out target domain, and the policies' training domains are evaluated."""
+    from darla.pipeline import evaluation_domains, resolve_domain_spec
+    from envs.collect import held_out_domains
+
+    try:
+        collected = resolve_domain_spec(config.collect.split)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"config field 'collect.split' = {config.collect.split!r} is invalid: {e}") from None
+    held_out = held_out_domains(collected)
+    _check(not held_out, "collect.split", config.collect.split,
+           f"no held-out target domain in stage-1 data (it names {', '.join(held_out)}); use a source split "
+           "('source', 'cam-source') or source domain names")
+    evaluation_domains(config)
 
 
 def from_dict(data: dict[str, Any], cls: type = RunConfig, prefix: str = "") -> Any:
@@ -209,22 +357,49 @@ _Loader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that also reads ``1e-4`` as a float (config files and ``--set`` values)."""
-    return yaml.load(text, Loader=_Loader)
+def parse_yaml(text: str, what: str | None = None) -> Any:
+    """``yaml.safe_load`` that also reads ``1e-4`` as a float (config files and ``--set`` values).
+
+    :param text: YAML text
+    :param what: what the text is, for the error (e.g. ``"--set 'policy.steps=['"``); default: the text itself
+    :raises ConfigError: one line naming ``what``, the YAML problem and where it is
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: no Python objects are built
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what or repr(text)} is not valid YAML: {_yaml_problem(e)}; quote strings and close "
+                          "brackets, e.g. policy.seeds=[0, 1]") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (or the defaults), apply ``key=value`` overrides, validate."""
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A one-line account of a YAML error (PyYAML's own message spans several lines with a caret)."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                check_vision: bool = True) -> RunConfig:
+    """Read a YAML config (or the defaults), apply ``key=value`` overrides, validate.
+
+    :param path: a YAML file of config sections (``None``: the defaults)
+    :param overrides: ``key=value`` strings, values in YAML (``policy.seeds=[0, 1]``)
+    :param check_vision: passed to :meth:`RunConfig.validate`
+    :raises ConfigError: one line naming the file or field, the bad value and the fix
+    """
     data: dict[str, Any] = RunConfig().to_dict()
     if path is not None:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file '{path}' does not exist")
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' is not a file; pass a YAML file, e.g. configs/default.yaml")
         try:
-            loaded = parse_yaml(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file '{path}' cannot be read ({e}); pass a YAML text file") from None
+        loaded = parse_yaml(text, what=f"config file '{path}'") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(loaded).__name__}")
         _merge(data, loaded, "")
@@ -232,10 +407,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}' must look like key=value, e.g. policy.steps=50000")
-        value = parse_yaml(raw) if raw != "" else ""
+        value = parse_yaml(raw, what=f"--set '{item}'") if raw != "" else ""
         _merge(data, _nest(key.strip().split("."), value), "")
     config = from_dict(data)
-    config.validate()
+    config.validate(check_vision=check_vision)
     return config
 
 

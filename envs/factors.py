@@ -7,11 +7,16 @@ and know nothing else about it.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 _FACTOR_DATASETS: dict[str, Callable[..., "FactorDataset"]] = {}
 
@@ -102,18 +107,93 @@ class GridFactorDataset(FactorDataset):
         return self.grid_images[np.ravel_multi_index(tuple(f.T), self.factor_sizes)]
 
 
+#: version of the grid cache's layout (the ``.npy`` + its ``.json`` sidecar); bump it to invalidate every cache
+GRID_CACHE_VERSION = 1
+
+
+def grid_cache_key(dataset: FactorDataset) -> dict:
+    """What a cached grid of ``dataset`` was built from, written beside it as JSON: a cache whose key differs
+    (another dataset, size, parameter or cache version) is stale and re-rendered.
+
+    The parameters are the dataset's public JSON-scalar attributes (e.g. ``obs_size``), or what its
+    ``cache_params()`` returns when it has one.
+    """
+    params = dataset.cache_params() if hasattr(dataset, "cache_params") else {
+        k: v for k, v in sorted(vars(dataset).items())
+        if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None)))}
+    return {"version": GRID_CACHE_VERSION, "dataset": dataset.name,
+            "class": f"{type(dataset).__module__}.{type(dataset).__qualname__}",
+            "factor_names": list(dataset.factor_names), "factor_sizes": [int(s) for s in dataset.factor_sizes],
+            "observation_shape": [int(s) for s in dataset.observation_shape], "params": params}
+
+
+def _sidecar(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".json")
+
+
+def _read_grid_cache(cache: Path, key: dict, expected: tuple[int, ...]) -> np.ndarray | None:
+    """The cached grid if it is intact and was built from ``key``; else ``None`` (with a warning saying why)."""
+    if not cache.exists():
+        return None
+    why = None
+    try:
+        recorded = json.loads(_sidecar(cache).read_text())
+    except (OSError, ValueError):
+        recorded, why = None, f"its key file {_sidecar(cache).name} is missing or damaged"
+    if why is None and recorded != key:
+        why = "it was built from another dataset, size or cache version"
+    if why is None:
+        try:
+            grid = np.load(cache, allow_pickle=False)  # never unpickle: an object array is refused
+        except (OSError, ValueError, EOFError) as e:
+            grid, why = None, f"it cannot be read ({_first_line(e)})"
+        if grid is not None and (grid.shape != expected or grid.dtype != np.uint8):
+            why = f"it holds {grid.shape} {grid.dtype}, not {expected} uint8"
+        if why is None:
+            return grid
+    log.warning("grid cache %s is stale or damaged (%s); rendering it again", cache, why)
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync, rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def grid_dataset(dataset: FactorDataset, cache_file: str | Path | None = None, chunk: int = 500,
                  progress: bool = True) -> GridFactorDataset:
-    """``dataset`` with every combination rendered once (into ``cache_file``, an ``.npy`` written
-    atomically, when given; a cache of the wrong shape is re-rendered)."""
+    """``dataset`` with every combination rendered once.
+
+    :param dataset: the factor dataset to render
+    :param cache_file: an ``.npy`` to keep the grid in (written atomically, with a ``.npy.json`` sidecar
+        recording :func:`grid_cache_key`); a cache that is damaged, of the wrong shape, or was built from
+        another dataset or size is re-rendered, with a warning
+    :param chunk: combinations rendered per call of ``dataset.images``
+    :param progress: show a tqdm bar while rendering
+    """
     if isinstance(dataset, GridFactorDataset):
         return dataset
     combos = all_factor_combinations(dataset.factor_sizes)
     expected = (len(combos), *dataset.observation_shape)
     cache = Path(cache_file) if cache_file else None
-    if cache is not None and cache.exists():
-        grid = np.load(cache)
-        if grid.shape == expected and grid.dtype == np.uint8:
+    key = grid_cache_key(dataset)
+    if cache is not None:
+        grid = _read_grid_cache(cache, key, expected)
+        if grid is not None:
             return GridFactorDataset(dataset, grid)
     from tqdm.auto import tqdm
 
@@ -122,10 +202,10 @@ def grid_dataset(dataset: FactorDataset, cache_file: str | Path | None = None, c
                   disable=None if progress else True):
         grid[i:i + chunk] = dataset.images(combos[i:i + chunk])
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npy")
-        np.save(tmp, grid)
-        os.replace(tmp, cache)
+        # the grid first, its key last: a kill in between leaves a grid without its key, which is re-rendered
+        _sidecar(cache).unlink(missing_ok=True)
+        _atomic_write(cache, lambda f: np.save(f, grid, allow_pickle=False))
+        _atomic_write(_sidecar(cache), lambda f: f.write(json.dumps(key, indent=1).encode()))
     return GridFactorDataset(dataset, grid)
 
 

@@ -47,14 +47,19 @@ class FrameDataset(Dataset):
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         except ValueError as e:
             raise ValueError(f"{meta_path} is not valid JSON ({e}); collect the data again with overwrite") from None
+        if not isinstance(self.meta, dict):
+            raise ValueError(f"{meta_path} must hold a JSON object, got {type(self.meta).__name__}; collect the "
+                             "data again (`darla collect` with overwrite)")
         if self.meta.get("version") != FORMAT_VERSION:
             raise ValueError(
                 f"{self.root} holds a frame dataset of format version {self.meta.get('version')!r}, this darla "
                 f"reads version {FORMAT_VERSION}; collect it again (`darla collect`)")
-        self.factor_names: list[str] = list(self.meta["factor_names"])
-        self.domain_names: list[str] = list(self.meta["domains"])
-        n, side = int(self.meta["frames"]), int(self.meta["obs_size"])
-        channels = int((self.meta.get("frame_shape") or [side, side, 3])[-1])  # 1 for grey collections
+        self.factor_names, self.domain_names, n, side = self._read_meta(meta_path)
+        shape = self.meta.get("frame_shape") or [side, side, 3]
+        channels = shape[-1] if isinstance(shape, list) and shape else None
+        if channels not in (1, 3):
+            raise ValueError(f"{meta_path} is damaged: 'frame_shape' must end in 1 or 3 channels, got {shape!r}; "
+                             "collect the data again (`darla collect` with overwrite)")
         self._expected = {FRAMES_FILE: ((n, side, side, channels), np.uint8),
                           FACTORS_FILE: ((n, len(self.factor_names)), np.float32),
                           DOMAINS_FILE: ((n,), np.int16)}
@@ -63,6 +68,27 @@ class FrameDataset(Dataset):
         self._factors: np.ndarray | None = None
         self._domains: np.ndarray | None = None
         self._check_headers()
+
+    def _read_meta(self, meta_path: Path) -> tuple[list[str], list[str], int, int]:
+        """``factor_names``, ``domains``, ``frames`` and ``obs_size`` of ``meta.json``, type-checked, so a
+        damaged file is one ``ValueError`` naming the file and the field, not a ``KeyError``."""
+        def fail(what: str) -> ValueError:
+            return ValueError(f"{meta_path} is damaged: {what}; collect the data again (`darla collect` with "
+                              "overwrite)")
+
+        def names(key: str) -> list[str]:
+            value = self.meta.get(key)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise fail(f"'{key}' must be a list of names, got {value!r}")
+            return list(value)
+
+        def count(key: str, low: int) -> int:
+            value = self.meta.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise fail(f"'{key}' must be an integer >= {low}, got {value!r}")
+            return value
+
+        return names("factor_names"), names("domains"), count("frames", 0), count("obs_size", 1)
 
     # -- lazy arrays: opened on first use in each process --------------------------------------------
     def _open(self, name: str, mmap: bool) -> np.ndarray:

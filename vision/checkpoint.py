@@ -74,7 +74,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint '{path}' has no {CONFIG}; it was not finished or is not a darla checkpoint")
     try:
         meta = json.loads(cfg.read_text())
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for binary content (e.g. a pickle)
         raise CheckpointError(f"checkpoint '{path}': {CONFIG} is not valid JSON ({e}); retrain or restore it") from None
     for key in ("model", "config", "sha256"):
         if key not in meta:

@@ -140,7 +140,7 @@ def cached_twins(work: Path, target: str, **kwargs) -> tuple[np.ndarray, np.ndar
     name = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items())) + f"-r{RENDER_REVISION}"  # frames of this renderer
     path = work / "twin-frames" / f"{TWIN}--{target}-{name}.npz"
     if path.exists():
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:  # a cache: never unpickle
             return z["twin"], z["target"]
     a, b = twin_frames(target, **kwargs)
     buf = io.BytesIO()

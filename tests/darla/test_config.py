@@ -62,7 +62,7 @@ def test_stage_key_changes_with_config_and_is_stable():
 
 
 def test_repeated_overrides_of_algo_kwargs_and_nested_model_config_accumulate():
-    config = load_config(None, ["policy.algo_kwargs.n_steps=64", "policy.algo_kwargs.batch_size=32",
+    config = load_config(None, ["policy.algo_kwargs.n_steps=64", "policy.algo_kwargs.batch_size=32", "vision.model=scan",
                                 "vision.model_config.visual.beta=2", "vision.model_config.visual.latents=10"])
     assert config.policy.algo_kwargs == {"n_steps": 64, "batch_size": 32}
     assert config.vision.model_config == {"visual": {"beta": 2, "latents": 10}}

@@ -67,9 +67,9 @@ def test_policies_train_in_policy_domains_and_an_empty_value_keeps_the_old_key(t
     default = _policy_stage_name(tmp_path, monkeypatch, [])
     assert _policy_stage_name(tmp_path, monkeypatch, ["policy.domains="]) == default
     assert _policy_stage_name(tmp_path, monkeypatch, ["policy.domains=source"]) == default  # same domains, same key
-    narrow = ["collect.split=cam-source", "policy.domains=A-default,B-default"]
-    assert _policy_stage_name(tmp_path, monkeypatch, narrow) != _policy_stage_name(
-        tmp_path, monkeypatch, ["collect.split=cam-source"])
+    cam = ["collect.split=cam-source", "evaluate.domains=cam-source,cam-target"]  # the evaluation must hold B-highcam
+    narrow = [*cam, "policy.domains=A-default,B-default"]
+    assert _policy_stage_name(tmp_path, monkeypatch, narrow) != _policy_stage_name(tmp_path, monkeypatch, cam)
     calls = []
     monkeypatch.setattr(agents.train, "train_policy", lambda **kw: calls.append(kw) or kw["out_dir"])
     config = load_config(None, ["policy.mode=pixels", *narrow, "evaluate.domains=cam-source,cam-target"])
@@ -105,6 +105,7 @@ def test_evaluate_key_changes_when_a_yaml_domain_file_is_edited(tmp_path, monkey
     seen = []
     monkeypatch.setattr(pipeline, "evaluate_policies", lambda *a, **kw: seen.append(a[1]) or {})
     spec = tmp_path / "shifts.yaml"
+    dump_domains_yaml([get_domain("A-default")], spec)  # the file must exist when the config is validated
     config = load_config(None, [f"evaluate.domains=source,{spec}"])
     names = []
     for height in (1.1, 1.2):
