@@ -29,12 +29,13 @@ def latent_space(feature_dim: int) -> spaces.Box:
 class _Encoder:
     """A frozen model plus the frame layout of one observation space."""
 
-    def __init__(self, space: spaces.Space, vision: VisionLike, device: str | torch.device):
+    def __init__(self, space: spaces.Space, vision: VisionLike, device: str | torch.device | None):
         self.model, self.path, self.vision_id = load_frozen_vision(vision, device)
         self.channels_first = image_layout(space)
         s = space.shape
         check_frame_shape(self.model, s if self.channels_first else (s[2], s[0], s[1]))
-        self.device = device
+        # frames go where the model is (a loaded policy's vision may live on a GPU)
+        self.device = next(iter(self.model.parameters()), torch.empty(0)).device if device is None else device
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         # frames: (B, H, W, C) uint8 -> (B, feature_dim) float32
@@ -50,10 +51,10 @@ class LatentVecEnv(VecEnvWrapper):
 
     :param venv: a VecEnv with image observations ``(H, W, C)`` or ``(C, H, W)`` (uint8)
     :param vision: a vision checkpoint directory or a ``VisionModel`` (frozen in place)
-    :param device: device on which frames are encoded
+    :param device: device on which frames are encoded; ``None``: a model's own device (a checkpoint: cpu)
     """
 
-    def __init__(self, venv: VecEnv, vision: VisionLike, device: str | torch.device = "cpu"):
+    def __init__(self, venv: VecEnv, vision: VisionLike, device: str | torch.device | None = None):
         self.encoder = _Encoder(venv.observation_space, vision, device)
         super().__init__(venv, observation_space=latent_space(self.encoder.model.feature_dim))
 
@@ -79,10 +80,10 @@ class LatentObservation(gym.ObservationWrapper):
 
     :param env: any env with image observations ``(H, W, C)`` or ``(C, H, W)``
     :param vision: a vision checkpoint directory or a ``VisionModel`` (frozen in place)
-    :param device: device on which frames are encoded
+    :param device: device on which frames are encoded; ``None``: a model's own device (a checkpoint: cpu)
     """
 
-    def __init__(self, env: gym.Env, vision: VisionLike, device: str | torch.device = "cpu"):
+    def __init__(self, env: gym.Env, vision: VisionLike, device: str | torch.device | None = None):
         super().__init__(env)
         self.encoder = _Encoder(env.observation_space, vision, device)
         self.observation_space = latent_space(self.encoder.model.feature_dim)

@@ -9,6 +9,7 @@ and vision training keep chunk files / checkpoints) or restarts in place; nothin
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -16,7 +17,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from darla.config import ConfigError, RunConfig, stage_key
 from vision.checkpoint import atomic_write_bytes
@@ -77,6 +78,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
     from darla.report import write_report
 
     evaluation_domains(config)  # fail on a bad domain name now, not after training
+    log.info("device: %s (config device: %s)", config.resolved_device, config.device)  # a missing GPU fails here
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stages = Path(stage_root) if stage_root is not None else run_dir / "stages"
@@ -103,6 +105,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
 
 def train_stages(config: RunConfig, stages: Path, progress: bool = True) -> dict[str, Any]:
     """Stages 1 and 2: collect → vision (skipped for pixel policies) → one policy per training seed."""
+    config.resolved_device  # noqa: B018 - a requested but missing device fails before collection
     timings: dict[str, float] = {}
     data_dir = vision_dir = None
     vision_key = "pixels"
@@ -165,12 +168,12 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
             batch_size=config.vision.batch_size,
             lr=config.vision.lr,
             seed=config.seed,
-            device=config.device,
+            device=device,
             config=dict(config.vision.model_config) if isinstance(model, str) else None,
             dae_steps=config.vision.dae_steps,
             progress=progress,
         )
-        trained = vision.load(model_dir)
+        trained = vision.load(model_dir, device=device)
         if trained.generative:
             from darla.report import traversal_with_latent_table
 
@@ -178,8 +181,9 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
         if hasattr(trained, "demo_png") and getattr(model, "dataset", None) is not None:
             trained.attach_factor_dataset(model.dataset)
             trained.demo_png(d / "scan_demo.png")
-        return {"model": str(model_dir)}
+        return {"model": str(model_dir), "device": device}
 
+    device = config.resolved_device
     return stage, stage.run(fn, cfg)
 
 
@@ -217,7 +221,7 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
 
     visual_dir = train_vision("beta_vae_dae", data, stage_dir / "visual", steps=config.vision.steps,
                               batch_size=config.vision.batch_size, lr=config.vision.lr, seed=config.seed,
-                              device=config.device, dae_steps=config.vision.dae_steps, progress=progress,
+                              device=config.resolved_device, dae_steps=config.vision.dae_steps, progress=progress,
                               config=mc.pop("visual", {}))
     return SCAN.for_dataset(vision.load(visual_dir), factor_dataset("seekavoid-factors", obs_size=size),
                             visual_checkpoint=str(visual_dir), **mc)
@@ -228,7 +232,8 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
     from agents.train import train_policy
     from envs.seekavoid import RENDER_REVISION
 
-    policy = {k: v for k, v in asdict(config.policy).items() if k != "domains"}  # in train_domains
+    # domains: in train_domains; vec_env: dummy and subproc give the same observations, so the same policy
+    policy = {k: v for k, v in asdict(config.policy).items() if k not in ("domains", "vec_env")}
     cfg = {"policy": {**policy, "seeds": None}, "seed": seed, "vision": vision_key,
            "env": asdict(config.env), "train_domains": config.train_domains, "render_revision": RENDER_REVISION}
     stage = Stage(run_dir, f"policy-s{seed}", stage_key(cfg))
@@ -249,12 +254,53 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
             seed=seed,
             out_dir=d,
             algo_kwargs=dict(config.policy.algo_kwargs),
-            device=config.device,
+            device=device,
             progress=progress,
+            subproc=vec_env == "subproc",
         )
-        return {"policy": str(d)}
+        return {"policy": str(d), "device": device, "vec_env": vec_env, "torch_threads": threads}
 
-    return stage, stage.run(fn, cfg)
+    device, vec_env = config.resolved_device, policy_vec_env(config)
+    # The policy stage's torch work is small batches (4 frames to encode, a 64-unit MLP, minibatches of 256
+    # latents): a second OpenMP thread only adds wake-ups (futex, sys time) and competes with the env
+    # rendering on the other core; benchmarks/agents.py measures 1 vs 2 threads.
+    threads = 1 if device == "cpu" else torch_threads_now()
+    with torch_threads(threads):
+        return stage, stage.run(fn, cfg)
+
+
+def policy_vec_env(config: RunConfig) -> str:
+    """The VecEnv the policy stage uses: ``policy.vec_env``, with ``auto`` → ``subproc`` when there are >= 2
+    envs and >= 2 CPU cores (rendering in worker processes while the main process encodes; measured in
+    benchmarks/agents.py), else ``dummy``."""
+    import os
+
+    if config.policy.vec_env != "auto":
+        return config.policy.vec_env
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return "subproc" if config.policy.n_envs >= 2 and cores >= 2 else "dummy"
+
+
+def torch_threads_now() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """``with torch_threads(n):`` run with ``torch.set_num_threads(n)``, restoring the previous count after.
+
+    :param n: intra-op threads inside the block
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], progress: bool = True
@@ -269,7 +315,7 @@ def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], pr
         result = evaluate_policies(policy_dirs, domains, config.evaluate.episodes,
                                    seed=config.seed + 10_000, deterministic=config.evaluate.deterministic,
                                    env_kw=env_kwargs(config), out_dir=d, progress=progress,
-                                   source=",".join(source))
+                                   source=",".join(source), device=config.resolved_device)
         return {"summary": result.get("summary", {})}
 
     return stage, stage.run(fn, cfg)
@@ -308,11 +354,12 @@ def evaluation_domains(config: RunConfig) -> tuple[list, list[str]]:
 
 def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: int, seed: int,
                       deterministic: bool, env_kw: dict[str, Any], out_dir: Path, progress: bool = True,
-                      source: str | None = None) -> dict[str, Any]:
+                      source: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """Zero-shot evaluation of trained policies on SeekAvoid domains (names, splits or a YAML spec).
 
     ``source`` names the domains (split or names) that count as source; the others are targets.
-    Default: the domains the policies were trained on.
+    Default: the domains the policies were trained on. ``device``: torch device of the policies and
+    their frozen vision.
     """
     import gymnasium
 
@@ -331,6 +378,7 @@ def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: in
         deterministic=deterministic,
         source=resolve_domain_spec(source) if source else None,
         progress=progress,
+        device=device,
     )
     write_evaluation(result, out_dir)
     return result
