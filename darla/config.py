@@ -69,9 +69,9 @@ class PolicyConfig:
     #: as in DARLA (vision learns from a set of MDPs, the policy acts in a source domain).
     domains: str = ""
     #: SB3 VecEnv of the training envs: ``subproc`` renders each env in its own worker process (the main
-    #: process encodes each batch of frames once), ``dummy`` steps them in the main process, ``auto`` picks
-    #: ``subproc`` with >= 2 envs on >= 2 CPU cores (see benchmarks/agents.py). Same observations either way,
-    #: so it is not part of the policy stage's key.
+    #: process encodes each batch of frames once), ``dummy`` steps them in the main process, ``auto`` is
+    #: ``dummy`` (faster in benchmarks/agents.py on 2 shared cores). Same observations either way, so it is
+    #: not part of the policy stage's key.
     vec_env: str = "auto"
 
 

@@ -270,15 +270,15 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
 
 
 def policy_vec_env(config: RunConfig) -> str:
-    """The VecEnv the policy stage uses: ``policy.vec_env``, with ``auto`` → ``subproc`` when there are >= 2
-    envs and >= 2 CPU cores (rendering in worker processes while the main process encodes; measured in
-    benchmarks/agents.py), else ``dummy``."""
-    import os
+    """The VecEnv the policy stage uses: ``policy.vec_env``, with ``auto`` → ``dummy``.
 
+    Measured side by side (benchmarks/agents.py, 2 shared cores, 4 envs): SubprocVecEnv stepped at 0.70× the
+    in-process DummyVecEnv with one torch thread; its IPC and four extra processes cost more than rendering
+    on the second core saves while the cores are busy. ``subproc`` stays one setting away for machines
+    with idle cores (rerun the benchmark there before changing this default)."""
     if config.policy.vec_env != "auto":
         return config.policy.vec_env
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return "subproc" if config.policy.n_envs >= 2 and cores >= 2 else "dummy"
+    return "dummy"
 
 
 def torch_threads_now() -> int:

@@ -1,5 +1,5 @@
 """The policy stage's VecEnv: SubprocVecEnv gives the same observations and features as DummyVecEnv for the
-same seeds; ``policy.vec_env`` picks it (``auto`` by cores and envs) without changing the stage key; the
+same seeds; ``policy.vec_env`` picks it (``auto`` = dummy, as measured) without changing the stage key; the
 stage runs with one torch thread on the CPU; a script without a ``__main__`` guard fails with a message."""
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ def _policy_stage(tmp_path, monkeypatch, overrides, cores=2):
 
 
 @pytest.mark.parametrize("overrides, cores, subproc", [
-    ([], 2, True), ([], 1, False), (["policy.n_envs=1"], 2, False),
-    (["policy.vec_env=dummy"], 2, False), (["policy.vec_env=subproc"], 1, True),
+    ([], 2, False), ([], 1, False), (["policy.vec_env=dummy"], 2, False), (["policy.vec_env=subproc"], 1, True),
+    (["policy.vec_env=subproc", "policy.n_envs=2"], 2, True),
 ])
 def test_vec_env_choice(tmp_path, monkeypatch, overrides, cores, subproc):
     _, call, record = _policy_stage(tmp_path, monkeypatch, overrides, cores)
