@@ -47,7 +47,7 @@ class LatentVecEnv(VecEnvWrapper):
     """VecEnv wrapper: image observations -> frozen-vision feature vectors, one batched pass per step.
 
     ``info["terminal_observation"]`` (the last frame of an episode that ended, which SB3 uses to
-    bootstrap truncated episodes) is encoded too, all of a step's terminal frames in one batch.
+    bootstrap truncated episodes) is encoded too, in the same batch as the step's observations.
 
     :param venv: a VecEnv with image observations ``(H, W, C)`` or ``(C, H, W)`` (uint8)
     :param vision: a vision checkpoint directory or a ``VisionModel`` (frozen in place)
@@ -68,11 +68,14 @@ class LatentVecEnv(VecEnvWrapper):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         terminal = [i for i, info in enumerate(infos) if info.get("terminal_observation") is not None]
-        if terminal:
-            encoded = self.encoder(np.stack([infos[i]["terminal_observation"] for i in terminal]))
-            for row, i in enumerate(terminal):
-                infos[i]["terminal_observation"] = encoded[row]
-        return self.encoder(obs), rewards, dones, infos
+        if not terminal:
+            return self.encoder(obs), rewards, dones, infos
+        # One encoder pass for the step's frames and its terminal frames: once the policy has learnt,
+        # episodes are short and a second pass on most steps would cost as much as the first.
+        encoded = self.encoder(np.concatenate([obs, np.stack([infos[i]["terminal_observation"] for i in terminal])]))
+        for row, i in enumerate(terminal, start=len(obs)):
+            infos[i]["terminal_observation"] = encoded[row]
+        return encoded[: len(obs)], rewards, dones, infos
 
 
 class LatentObservation(gym.ObservationWrapper):
