@@ -150,24 +150,26 @@ def check_device(device: Any, name: str = "device") -> None:
     :param device: the requested device
     :param name: the config field or command-line option it came from, for the message
     """
+    what = f"option '{name}'" if name.startswith("-") else f"config field '{name}'"
+    use = f"{name} " if name.startswith("-") else f"{name}: "  # `--device cpu` on a command line, `device: cpu` in YAML
     if not isinstance(device, str) or not _DEVICE.match(device):
-        raise ConfigError(f"config field '{name}' = {device!r} is invalid: expected auto, cpu, cuda, cuda:N or mps")
+        raise ConfigError(f"{what} = {device!r} is invalid: expected auto, cpu, cuda, cuda:N or mps")
     if device in ("auto", "cpu"):
         return  # no torch import: `--print-config` of a CPU config stays instant
     import torch
 
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"config field '{name}' = {device!r} is invalid: CUDA is not available on this machine "
-                              f"(torch {torch.__version__}); use {name}: auto or cpu, or install a CUDA build of torch")
+            raise ConfigError(f"{what} = {device!r} is invalid: CUDA is not available on this machine "
+                              f"(torch {torch.__version__}); use {use}auto or cpu, or install a CUDA build of torch")
         index = int(device.partition(":")[2] or 0)
         count = torch.cuda.device_count()
         if index >= count:
-            raise ConfigError(f"config field '{name}' = {device!r} is invalid: this machine has {count} CUDA "
-                              f"device(s) (cuda:0 … cuda:{count - 1}); use {name}: cuda or auto")
+            raise ConfigError(f"{what} = {device!r} is invalid: this machine has {count} CUDA "
+                              f"device(s) (cuda:0 … cuda:{count - 1}); use {use}cuda or auto")
     elif not torch.backends.mps.is_available():
-        raise ConfigError(f"config field '{name}' = {device!r} is invalid: Apple MPS is not available on this machine; "
-                          f"use {name}: auto or cpu")
+        raise ConfigError(f"{what} = {device!r} is invalid: Apple MPS is not available on this machine; "
+                          f"use {use}auto or cpu")
 
 
 def resolve_device(device: str, name: str = "device") -> str:
