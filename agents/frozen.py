@@ -40,20 +40,21 @@ def freeze(model: VisionModel) -> VisionModel:
 
 
 def load_frozen_vision(
-    vision_model: VisionLike, device: str | torch.device = "cpu"
+    vision_model: VisionLike, device: str | torch.device | None = "cpu"
 ) -> tuple[VisionModel, Path | None, str | None]:
     """A frozen vision model from a checkpoint directory or a ready model.
 
     :param vision_model: a checkpoint directory written by ``vision.save`` (or ``darla train-vision``),
         or a :class:`vision.VisionModel` instance (used as is, frozen in place)
-    :param device: torch device for the model
+    :param device: torch device for the model; ``None``: leave a ready model where it is (a checkpoint
+        loads on the CPU)
     :return: ``(model, absolute checkpoint path or None, weights digest or None)``
     """
     if isinstance(vision_model, VisionModel):
-        return freeze(vision_model.to(device)), None, None
+        return freeze(vision_model if device is None else vision_model.to(device)), None, None
     if isinstance(vision_model, (str, os.PathLike)):
         path = Path(vision_model).resolve()
-        model = vision.load(path, device=device)  # raises CheckpointError naming the path and the fix
+        model = vision.load(path, device="cpu" if device is None else device)  # raises CheckpointError naming the path and the fix
         return freeze(model), path, checkpoint_id(path)
     raise TypeError(
         f"vision must be a checkpoint directory (str or Path) or a vision.VisionModel, got {type(vision_model).__name__}; "

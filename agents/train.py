@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import logging
+import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -222,14 +224,38 @@ def make_training_env(
     seed: int = 0,
     monitor_dir: str | os.PathLike | None = None,
     subproc: bool = False,
+    start_method: str | None = None,
 ) -> VecEnv:
     """A monitored VecEnv of raw frames: ``env_fn(**env_kwargs)`` or ``gymnasium.make(env_id, **env_kwargs)``,
-    env ``i`` seeded with ``seed + i``. ``subproc=True`` needs an ``if __name__ == "__main__":`` guard."""
+    env ``i`` seeded with ``seed + i``.
+
+    ``subproc=True`` steps each env in its own worker process (SB3 ``SubprocVecEnv``; same observations as
+    the in-process ``DummyVecEnv`` for the same seeds). Workers start with ``start_method`` (default
+    ``forkserver``, else ``spawn``: never ``fork``, which would copy the parent's OpenGL context into the
+    workers), so a script that calls this needs an ``if __name__ == "__main__":`` guard; without one the
+    workers die and this raises ``RuntimeError`` saying so. An ``env_id`` is resolved to its gymnasium
+    ``EnvSpec`` here, so workers need not have imported the module that registered it (e.g. ``envs``).
+    """
     if (env_id is None) == (env_fn is None):
         raise ValueError("pass exactly one of env_id (a registered gymnasium id) or env_fn (a callable returning an env)")
-    return make_vec_env(env_fn if env_fn is not None else env_id, n_envs=n_envs, seed=seed,
-                        monitor_dir=str(monitor_dir) if monitor_dir else None, env_kwargs=env_kwargs or {},
-                        vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv)
+    make: str | Callable[..., gym.Env] = env_fn if env_fn is not None else env_id
+    if not subproc:
+        return make_vec_env(make, n_envs=n_envs, seed=seed, monitor_dir=str(monitor_dir) if monitor_dir else None,
+                            env_kwargs=env_kwargs or {}, vec_env_cls=DummyVecEnv)
+    if env_fn is None:
+        make = functools.partial(gym.make, gym.spec(env_id))  # the spec travels to the workers, the registry not
+    if start_method is None:
+        start_method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    try:
+        return make_vec_env(make, n_envs=n_envs, seed=seed, monitor_dir=str(monitor_dir) if monitor_dir else None,
+                            env_kwargs=env_kwargs or {}, vec_env_cls=SubprocVecEnv,
+                            vec_env_kwargs={"start_method": start_method})
+    except (EOFError, ConnectionError) as e:  # a worker died before answering: it could not start or build its env
+        raise RuntimeError(
+            f"SubprocVecEnv workers ({start_method}) exited before their envs were ready ({type(e).__name__}); "
+            "if this runs from a script, put its entry point under `if __name__ == \"__main__\":`, and check that "
+            "the env builds in a fresh process; or use in-process envs (policy.vec_env=dummy / subproc=False)"
+        ) from None
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def _add_train_vision(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latents", type=int, default=None)
     p.add_argument("--dae-steps", type=int, default=1500, help="DAE iterations for beta_vae_dae")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model config field, e.g. --set dae_layer=3")
 
@@ -78,6 +78,7 @@ def _add_traverse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="frames to traverse from (default: the data it was trained on)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-latents", type=int, default=12, help="latent rows to draw, most informative first")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
 
 
 def _add_train_policy(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +102,7 @@ def _add_train_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", default=None, metavar="ID", help="train on this registered gymnasium env of frames "
                    "instead of SeekAvoid (--domains/--obs-size/--layout then do not apply)")
     p.add_argument("--env-kwargs", default=None, metavar="YAML", help="kwargs of the env, e.g. '{continuous: false}'")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -136,6 +137,7 @@ def _add_metrics(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid-cache", type=Path, default=None,
                    help="an .npy to keep the rendered image grid of a small dataset (seekavoid-factors) in, "
                    "so later calls skip rendering")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:

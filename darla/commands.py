@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from darla.config import dump_config, load_config, parse_yaml
+from darla.config import dump_config, load_config, parse_yaml, resolve_device
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -63,11 +63,12 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
     from darla.config import RunConfig
     from darla.pipeline import build_vision_model
 
+    device = resolve_device(args.device, "--device")  # a missing GPU fails before the frames are read
     data = FrameDataset(args.data)
     # The models that learn from more than frames (dc_ign, icf, scan) are wired exactly as in `darla run`.
     base = RunConfig()
     config = dataclasses.replace(
-        base, seed=args.seed, device=args.device,
+        base, seed=args.seed, device=device,
         env=dataclasses.replace(base.env, obs_size=int(data.frames.shape[1]), layout=data.meta.get("layout", "choice")),
         collect=dataclasses.replace(base.collect, split=data.meta.get("split") or base.collect.split),
         vision=dataclasses.replace(base.vision, model=args.model, steps=args.steps, batch_size=args.batch_size,
@@ -75,7 +76,7 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
     )
     model = build_vision_model(config, data, Path(args.out), progress=not args.quiet)
     out = train_vision(model, data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                       seed=args.seed, device=args.device, config=model_config if isinstance(model, str) else None,
+                       seed=args.seed, device=device, config=model_config if isinstance(model, str) else None,
                        dae_steps=args.dae_steps, progress=not args.quiet)
     print(f"vision checkpoint: {out}")
     probe = Path(args.out) / "probe.md"
@@ -94,7 +95,7 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         data_dir = read_meta(args.checkpoint).get("extra", {}).get("data")
         if not data_dir:
             raise ValueError(f"checkpoint '{args.checkpoint}' does not record its training data; pass --data DIR")
-    model = vision.load(args.checkpoint)
+    model = vision.load(args.checkpoint, device=resolve_device(args.device, "--device"))
     from darla.report import traversal_with_latent_table
 
     table = traversal_with_latent_table(model, FrameDataset(data_dir), args.out, seed=args.seed,
@@ -140,7 +141,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
                   **_mapping_arg(args.env_kwargs, "--env-kwargs")}
     out = train_policy(env_id=env_id, env_kwargs=env_kw, vision=str(args.vision) if args.vision else None,
                        algo=args.algo, mode=args.mode, steps=args.steps, n_envs=args.n_envs, seed=args.seed,
-                       out_dir=args.out, device=args.device, progress=not args.quiet, algo_kwargs=algo_kwargs,
+                       out_dir=args.out, device=resolve_device(args.device, "--device"), progress=not args.quiet, algo_kwargs=algo_kwargs,
                        policy_kwargs=policy_kwargs, frame_stack=args.frame_stack, normalize=args.normalize)
     print(f"policy: {out}")
     return 0
@@ -295,7 +296,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     out, table = checkpoint_metrics(args.checkpoint, args.dataset, metrics=args.metrics, seed=args.seed,
                                     out=args.out, fast=args.fast, grid_cache=args.grid_cache,
-                                    progress=not args.quiet)
+                                    progress=not args.quiet, device=resolve_device(args.device, "--device"))
     print(table)
     print(f"metrics: {out}")
     return 0

@@ -92,6 +92,11 @@ class PolicyConfig:
     #: ``collect.split``. A narrower set than stage 1's lets the vision see variation the policy never sees,
     #: as in DARLA (vision learns from a set of MDPs, the policy acts in a source domain).
     domains: str = ""
+    #: SB3 VecEnv of the training envs: ``subproc`` renders each env in its own worker process (the main
+    #: process encodes each batch of frames once), ``dummy`` steps them in the main process, ``auto`` is
+    #: ``dummy`` (faster in benchmarks/agents.py on 2 shared cores). Same observations either way, so it is
+    #: not part of the policy stage's key.
+    vec_env: str = "auto"
 
 
 @dataclass
@@ -104,7 +109,10 @@ class EvaluateConfig:
 @dataclass
 class RunConfig:
     seed: int = 0
-    device: str = "cpu"
+    #: torch device of every stage (vision training, policies, evaluation): ``auto`` (cuda, else mps, else
+    #: cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. Not part of any stage key: a checkpoint trained on
+    #: one device is the same model on another (only rounding differs, as with thread counts).
+    device: str = "auto"
     env: EnvConfig = field(default_factory=EnvConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
     vision: VisionStageConfig = field(default_factory=VisionStageConfig)
@@ -150,8 +158,8 @@ class RunConfig:
                and len(set(self.policy.seeds)) == len(self.policy.seeds),  # a repeat would count one policy twice
                "policy.seeds", self.policy.seeds, "a non-empty list of distinct integers, e.g. [0, 1, 2]")
         _check(self.evaluate.episodes >= 1, "evaluate.episodes", self.evaluate.episodes, "a positive integer")
-        _check(self.device == "cpu" or self.device.startswith(("cuda", "mps")), "device", self.device,
-               "cpu, cuda, cuda:N or mps")
+        _check(self.policy.vec_env in VEC_ENVS, "policy.vec_env", self.policy.vec_env, "one of " + ", ".join(VEC_ENVS))
+        check_device(self.device)
         # The checks below import the libraries that do the work (vision, SB3, envs): they catch what
         # used to fail minutes later, after collection or vision training.
         if check_vision and self.policy.mode != "pixels":  # pixel policies train no vision model
@@ -160,12 +168,71 @@ class RunConfig:
         _validate_domains(self)
 
     @property
+    def resolved_device(self) -> str:
+        """``device`` with ``auto`` resolved on this machine (cuda → mps → cpu), e.g. ``"cpu"``."""
+        return resolve_device(self.device)
+
+    @property
     def train_domains(self) -> str:
         """The domain spec policies train in: ``policy.domains``, or ``collect.split`` when it is empty."""
         return self.policy.domains or self.collect.split
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+VEC_ENVS = ("auto", "dummy", "subproc")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+
+
+def check_device(device: Any, name: str = "device") -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless ``device`` is a device spelling this machine has:
+    ``auto`` and ``cpu`` always; ``cuda``/``cuda:N``/``mps`` only if torch sees that device (checked at
+    start, so a missing GPU costs no collection or training).
+
+    :param device: the requested device
+    :param name: the config field or command-line option it came from, for the message
+    """
+    what = f"option '{name}'" if name.startswith("-") else f"config field '{name}'"
+    use = f"{name} " if name.startswith("-") else f"{name}: "  # `--device cpu` on a command line, `device: cpu` in YAML
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ConfigError(f"{what} = {device!r} is invalid: expected auto, cpu, cuda, cuda:N or mps")
+    if device in ("auto", "cpu"):
+        return  # no torch import: `--print-config` of a CPU config stays instant
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{what} = {device!r} is invalid: CUDA is not available on this machine "
+                              f"(torch {torch.__version__}); use {use}auto or cpu, or install a CUDA build of torch")
+        index = int(device.partition(":")[2] or 0)
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ConfigError(f"{what} = {device!r} is invalid: this machine has {count} CUDA "
+                              f"device(s) (cuda:0 … cuda:{count - 1}); use {use}cuda or auto")
+    elif not torch.backends.mps.is_available():
+        raise ConfigError(f"{what} = {device!r} is invalid: Apple MPS is not available on this machine; "
+                          f"use {use}auto or cpu")
+
+
+def resolve_device(device: str, name: str = "device") -> str:
+    """The torch device a run uses: ``auto`` → ``cuda`` if available, else ``mps``, else ``cpu``; any other
+    value is checked with :func:`check_device` (``ConfigError`` naming ``name`` if missing) and returned.
+
+    :param device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
+    :param name: the config field or option it came from, for the message
+    :return: e.g. ``"cuda"`` or ``"cpu"``
+    """
+    check_device(device, name)
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:

@@ -68,18 +68,19 @@ def metrics_for(representation: Callable[[np.ndarray], np.ndarray], dataset, met
 
 def checkpoint_metrics(checkpoint: str | Path, dataset: str, metrics: str | list | None = None, seed: int = 0,
                        out: str | Path | None = None, fast: bool = False, grid_cache: str | Path | None = None,
-                       progress: bool = True) -> tuple[Path, str]:
+                       progress: bool = True, device: str = "cpu") -> tuple[Path, str]:
     """Metrics of a saved vision model; writes JSON and returns ``(json_path, markdown_table)``.
 
     A dataset with at most :data:`GRID_LIMIT` factor combinations (``seekavoid-factors``) is rendered
     once as a grid (cached in ``grid_cache``, an ``.npy``, when given) and encoded once per image.
+    ``device``: where the model encodes (the metrics themselves run on the CPU, in NumPy/scikit-learn).
     """
     import envs
     import vision
     from vision.checkpoint import atomic_write_bytes
     from vision.metrics import metrics_table
 
-    model = vision.load(checkpoint)
+    model = vision.load(checkpoint, device=device)
     size_kw = "image_size" if dataset == "dsprites" else "obs_size"
     data = envs.factor_dataset(dataset, **{size_kw: model.config.image_size})
     h, w, c = data.observation_shape
@@ -88,7 +89,7 @@ def checkpoint_metrics(checkpoint: str | Path, dataset: str, metrics: str | list
             f"checkpoint '{checkpoint}' takes {model.config.image_size}×{model.config.image_size}×{model.config.channels} "
             f"images but dataset '{dataset}' renders {h}×{w}×{c}; train a model on that dataset's images"
         )
-    represent = representation_of(model)
+    represent = representation_of(model, device=device)
     if data.num_combinations <= GRID_LIMIT:  # render each image once, encode each once: same numbers, ~30× faster
         data = envs.grid_dataset(data, cache_file=grid_cache, progress=progress)
         represent = memoised_representation(represent, data.grid_images)

@@ -9,6 +9,7 @@ and vision training keep chunk files / checkpoints) or restarts in place; nothin
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -16,7 +17,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from darla.config import ConfigError, RunConfig, stage_key
 from vision.checkpoint import atomic_write_bytes
@@ -113,6 +114,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
 
     evaluation_domains(config)  # fail on a bad domain name now, not after training
     check_policy_config(config)  # and on an algorithm that cannot act in the env
+    log.info("device: %s (config device: %s)", config.resolved_device, config.device)  # a missing GPU fails here
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stages = Path(stage_root) if stage_root is not None else run_dir / "stages"
@@ -139,6 +141,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
 
 def train_stages(config: RunConfig, stages: Path, progress: bool = True) -> dict[str, Any]:
     """Stages 1 and 2: collect → vision (skipped for pixel policies) → one policy per training seed."""
+    config.resolved_device  # noqa: B018 - a requested but missing device fails before collection
     timings: dict[str, float] = {}
     data_dir = vision_dir = None
     vision_key = "pixels"
@@ -212,12 +215,12 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
             batch_size=config.vision.batch_size,
             lr=config.vision.lr,
             seed=config.seed,
-            device=config.device,
+            device=device,
             config=dict(config.vision.model_config) if isinstance(model, str) else None,
             dae_steps=config.vision.dae_steps,
             progress=progress,
         )
-        trained = vision.load(model_dir)
+        trained = vision.load(model_dir, device=device)
         if trained.generative:
             from darla.report import traversal_with_latent_table
 
@@ -225,8 +228,9 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
         if hasattr(trained, "demo_png") and getattr(model, "dataset", None) is not None:
             trained.attach_factor_dataset(model.dataset)
             trained.demo_png(d / "scan_demo.png")
-        return {"model": str(model_dir)}
+        return {"model": str(model_dir), "device": device}
 
+    device = config.resolved_device
     return stage, stage.run(fn, cfg)
 
 
@@ -297,7 +301,7 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
 
     visual_dir = train_vision("beta_vae_dae", data, stage_dir / "visual", steps=config.vision.steps,
                               batch_size=config.vision.batch_size, lr=config.vision.lr, seed=config.seed,
-                              device=config.device, dae_steps=config.vision.dae_steps, progress=progress,
+                              device=config.resolved_device, dae_steps=config.vision.dae_steps, progress=progress,
                               config=mc.pop("visual", {}))
     # ω (the learnt recombination operator) trains on the second half, on a settled symbol VAE
     mc.setdefault("recombination_start", config.vision.steps // 2)
@@ -334,7 +338,8 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
 
     catalog = domain_catalog(config)
     train_specs = catalog.resolve(config.train_domains)
-    policy = {k: v for k, v in asdict(config.policy).items() if k != "domains"}  # in train_domains
+    # domains: in train_domains; vec_env: dummy and subproc give the same observations, so the same policy
+    policy = {k: v for k, v in asdict(config.policy).items() if k not in ("domains", "vec_env")}
     cfg = {"policy": {**policy, "seeds": None}, "seed": seed, "vision": vision_key,
            "env": _env_key(config), "train_domains": config.train_domains, "render_revision": catalog.revision(),
            **_specs_key(config, catalog, train_specs, config.train_domains)}
@@ -361,12 +366,53 @@ def train_policy_stage(config: RunConfig, run_dir: Path, vision_path: Path | Non
             policy_kwargs=dict(config.policy.policy_kwargs),
             frame_stack=config.policy.frame_stack,
             normalize=config.policy.normalize,
-            device=config.device,
+            device=device,
             progress=progress,
+            subproc=vec_env == "subproc",
         )
-        return {"policy": str(d)}
+        return {"policy": str(d), "device": device, "vec_env": vec_env, "torch_threads": threads}
 
-    return stage, stage.run(fn, cfg)
+    device, vec_env = config.resolved_device, policy_vec_env(config)
+    # The policy stage's torch work is small batches (4 frames to encode, a 64-unit MLP, minibatches of 256
+    # latents): a second OpenMP thread only adds wake-ups (futex, sys time) and competes with the env
+    # rendering on the other core; benchmarks/agents.py measures 1 vs 2 threads.
+    threads = 1 if device == "cpu" else torch_threads_now()
+    with torch_threads(threads):
+        return stage, stage.run(fn, cfg)
+
+
+def policy_vec_env(config: RunConfig) -> str:
+    """The VecEnv the policy stage uses: ``policy.vec_env``, with ``auto`` → ``dummy``.
+
+    Measured side by side (benchmarks/agents.py, 2 shared cores, 4 envs): SubprocVecEnv stepped at 0.70× the
+    in-process DummyVecEnv with one torch thread; its IPC and four extra processes cost more than rendering
+    on the second core saves while the cores are busy. ``subproc`` stays one setting away for machines
+    with idle cores (rerun the benchmark there before changing this default)."""
+    if config.policy.vec_env != "auto":
+        return config.policy.vec_env
+    return "dummy"
+
+
+def torch_threads_now() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """``with torch_threads(n):`` run with ``torch.set_num_threads(n)``, restoring the previous count after.
+
+    :param n: intra-op threads inside the block
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], progress: bool = True
@@ -382,7 +428,7 @@ def evaluate_stage(config: RunConfig, run_dir: Path, policy_dirs: list[Path], pr
         result = evaluate_policies(policy_dirs, domains, config.evaluate.episodes,
                                    seed=config.seed + 10_000, deterministic=config.evaluate.deterministic,
                                    env_kw={}, out_dir=d, progress=progress, source=",".join(source),
-                                   catalog=catalog)
+                                   catalog=catalog, device=config.resolved_device)
         return {"summary": result.get("summary", {})}
 
     return stage, stage.run(fn, cfg)
@@ -421,12 +467,13 @@ def evaluation_domains(config: RunConfig) -> tuple[list, list[str]]:
 
 def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: int, seed: int,
                       deterministic: bool, env_kw: dict[str, Any], out_dir: Path, progress: bool = True,
-                      source: str | None = None, catalog: Any = None) -> dict[str, Any]:
+                      source: str | None = None, catalog: Any = None, device: str = "cpu") -> dict[str, Any]:
     """Zero-shot evaluation of trained policies on domains (names, splits or YAML files of ``catalog``'s env).
 
     ``source`` names the domains (split or names) that count as source; the others are targets.
     Default: the domains the policies were trained on. Without ``catalog``: the default env's
     (SeekAvoid's) domains, ``env_kw`` holding its ``obs_size``, ``layout`` and other env kwargs.
+    ``device``: torch device of the policies and their frozen vision.
     """
     from agents.evaluate import write_evaluation, zero_shot_evaluate
 
@@ -445,6 +492,7 @@ def evaluate_policies(policy_dirs: list[Path], domains: str | list, episodes: in
         deterministic=deterministic,
         source=resolve_domain_spec(source, catalog) if source else None,
         progress=progress,
+        device=device,
     )
     write_evaluation(result, out_dir)
     return result

@@ -255,8 +255,9 @@ def traversal_with_latent_table(model, data, out_png: Path, seed: int = 0, max_l
     frames = np.asarray(data.frames[idx])
     # The PNG shows the first 8 of these frames and, like the table, orders latents by KL over 512.
     traverse(model, frames[:512], out_png, max_latents=max_latents)
-    feats = encode_frames(model, frames)
-    scores, name = latent_scores(model, vision.to_tensor(frames[:512]))
+    device = next(model.parameters()).device  # wherever the caller put the model (darla run: its device)
+    feats = encode_frames(model, frames, device)
+    scores, name = latent_scores(model, vision.to_tensor(frames[:512], device))
     order = [int(j) for j in np.argsort(-scores, kind="stable")[: max_latents or len(scores)]]
     rows = data.probe_rows() if hasattr(data, "probe_rows") else None
     table = latent_factor_report(feats, np.asarray(data.factors)[idx], list(data.factor_names), order,

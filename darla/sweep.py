@@ -171,6 +171,19 @@ def _ray_available() -> bool:
     return True
 
 
+def trial_resources(base: RunConfig, cpus_per_trial: float) -> dict[str, float]:
+    """Ray resources of one trial: ``cpus_per_trial`` CPUs, plus one GPU when the config's device resolves to
+    CUDA (so Ray places one trial per GPU instead of stacking every trial on ``cuda:0``).
+
+    :param base: the sweep's base config (its ``device``)
+    :param cpus_per_trial: CPUs per trial
+    """
+    resources = {"cpu": cpus_per_trial}
+    if base.resolved_device.startswith("cuda"):
+        resources["gpu"] = 1
+    return resources
+
+
 def _run_on_ray(base: RunConfig, jobs: list[dict[str, Any]], name: str, stage_root: Path, address: str | None,
                 cpus_per_trial: float) -> None:
     """Run ``jobs`` (see ``_run_job``) as one Ray Tune grid, ``cpus_per_trial`` CPUs each."""
@@ -187,7 +200,7 @@ def _run_on_ray(base: RunConfig, jobs: list[dict[str, Any]], name: str, stage_ro
         return _run_job(base_dict, config["job"], root)
 
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": cpus_per_trial}),
+        tune.with_resources(trainable, trial_resources(base, cpus_per_trial)),
         param_space={"job": tune.grid_search(jobs)},
         run_config=tune.RunConfig(name=name, storage_path=str((stage_root.parent / "ray").resolve()), verbose=1),
     )
