@@ -363,14 +363,14 @@ def _validate_algo(config: RunConfig) -> None:
 def _validate_domains(config: RunConfig) -> None:
     """``collect.split``, ``policy.domains`` and ``evaluate.domains`` resolve (names, splits, YAML files that
     exist), stage-1 data holds no held-out target domain, and the policies' training domains are evaluated."""
-    from darla.pipeline import evaluation_domains, resolve_domain_spec
-    from envs.collect import held_out_domains
+    from darla.pipeline import domain_catalog, evaluation_domains
 
+    catalog = domain_catalog(config)  # the run's env: its own domains/splits files, else its provider's
     try:
-        collected = resolve_domain_spec(config.collect.split)
+        collected = catalog.resolve(config.collect.split)
     except (ValueError, OSError) as e:
         raise ConfigError(f"config field 'collect.split' = {config.collect.split!r} is invalid: {e}") from None
-    held_out = held_out_domains(collected)
+    held_out = catalog.held_out(collected)  # by name and by value (envs.spec.DomainCatalog.held_out)
     _check(not held_out, "collect.split", config.collect.split,
            f"no held-out target domain in stage-1 data (it names {', '.join(held_out)}); use a source split "
            "('source', 'cam-source') or source domain names")
