@@ -50,6 +50,9 @@ class VisionStageConfig:
     #: model config overrides, e.g. ``{beta: 4.0, latents: 10}``; empty = the model's own defaults
     #: (for ``beta_vae_dae`` those are DARLA's recipe: 32 latents, β = 1, J = DAE conv 4)
     model_config: dict = field(default_factory=dict)
+    #: ``auto`` (bf16 autocast where the model is checked for it and the CPU/GPU runs bf16 natively,
+    #: else fp32), ``fp32`` or ``bf16``; see ``vision.train.resolve_precision``
+    precision: str = "auto"
 
 
 @dataclass
@@ -102,6 +105,8 @@ class RunConfig:
         _check(self.vision.batch_size >= 2, "vision.batch_size", self.vision.batch_size, "an integer >= 2")
         _check(self.vision.lr > 0, "vision.lr", self.vision.lr, "a positive float")
         _check(self.vision.dae_steps >= 1, "vision.dae_steps", self.vision.dae_steps, "a positive integer")
+        _check(self.vision.precision in ("auto", "fp32", "bf16"), "vision.precision", self.vision.precision,
+               "one of auto, fp32, bf16")
         _check(self.policy.algo in ("ppo", "a2c", "dqn"), "policy.algo", self.policy.algo, "one of ppo, a2c, dqn")
         _check(self.policy.mode in ("latent", "extractor", "pixels"), "policy.mode", self.policy.mode,
                "one of latent, extractor, pixels")
