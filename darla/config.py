@@ -50,9 +50,9 @@ class VisionStageConfig:
     #: model config overrides, e.g. ``{beta: 4.0, latents: 10}``; empty = the model's own defaults
     #: (for ``beta_vae_dae`` those are DARLA's recipe: 32 latents, β = 1, J = DAE conv 4)
     model_config: dict = field(default_factory=dict)
-    #: ``auto`` (bf16 autocast where the model is checked for it and the CPU/GPU runs bf16 natively,
-    #: else fp32), ``fp32`` or ``bf16``; see ``vision.train.resolve_precision``
-    precision: str = "auto"
+    #: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the model is checked for it and the CPU/GPU
+    #: runs bf16 natively); see ``vision.train.resolve_precision`` and ``benchmarks/results/precision.json``
+    precision: str = "fp32"
 
 
 @dataclass
