@@ -67,6 +67,9 @@ class VisionStageConfig:
     #: model config overrides, e.g. ``{beta: 4.0, latents: 10}``; empty = the model's own defaults
     #: (for ``beta_vae_dae`` those are DARLA's recipe: 32 latents, β = 1, J = DAE conv 4)
     model_config: dict = field(default_factory=dict)
+    #: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the model is checked for it and the CPU/GPU
+    #: runs bf16 natively); see ``vision.train.resolve_precision`` and ``benchmarks/results/precision.json``
+    precision: str = "fp32"
 
 
 @dataclass
@@ -148,6 +151,8 @@ class RunConfig:
         _check(self.vision.lr > 0, "vision.lr", self.vision.lr, "a positive float")
         _check(self.vision.dae_steps >= 1, "vision.dae_steps", self.vision.dae_steps, "a positive integer")
         _check(self.policy.frame_stack >= 1, "policy.frame_stack", self.policy.frame_stack, "an integer >= 1 (1: none)")
+        _check(self.vision.precision in ("auto", "fp32", "bf16"), "vision.precision", self.vision.precision,
+               "one of auto, fp32, bf16")
         _check(self.policy.mode in ("latent", "extractor", "pixels"), "policy.mode", self.policy.mode,
                "one of latent, extractor, pixels")
         _check(self.policy.mode != "pixels" or self.env.obs_size >= 64, "env.obs_size", self.env.obs_size,

@@ -219,6 +219,7 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
             config=dict(config.vision.model_config) if isinstance(model, str) else None,
             dae_steps=config.vision.dae_steps,
             progress=progress,
+            precision=config.vision.precision,
         )
         trained = vision.load(model_dir, device=device)
         if trained.generative:

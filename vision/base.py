@@ -120,6 +120,9 @@ class VisionModel(nn.Module):
     config_cls: ClassVar[type[VisionConfig]] = VisionConfig
     #: Whether ``decode`` exists (traversals are drawn for generative models only).
     generative: ClassVar[bool] = True
+    #: Whether ``train_vision(precision="auto")`` may train this model under bf16 autocast: set only
+    #: after checking that its loss keeps reductions/KL in fp32 and its loss curve matches fp32's.
+    autocast_safe: ClassVar[bool] = False
 
     def __init__(self, config: VisionConfig):
         super().__init__()
@@ -153,10 +156,27 @@ class VisionModel(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return [torch.optim.Adam(params, lr=self.config.lr)]
 
-    def train_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
-        """One update on batch ``x``; returns the logged terms as floats. Increments ``global_step``."""
+    def target_cache(self, frames: Tensor | np.ndarray, device: torch.device | str | None = None) -> Tensor | None:
+        """Fixed per-frame training targets, computed once before training (``None``: this model has none).
+
+        A model whose loss compares against something that depends only on the clean frame and never
+        changes during training (β-VAE_DAE's frozen-DAE features J(x)) returns them here as ``(N, ...)``;
+        the training loop then passes the minibatch's rows to ``train_step(x, optimizers, target=...)``
+        instead of the model recomputing them every step.
+
+        :param frames: all ``(N, H, W, C)`` uint8 training frames (a tensor or an array).
+        :param device: where the targets should live (the training device).
+        """
+        return None
+
+    def train_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer], target: Tensor | None = None
+                   ) -> dict[str, float]:
+        """One update on batch ``x``; returns the logged terms as floats. Increments ``global_step``.
+
+        :param target: the rows of :meth:`target_cache` for ``x`` (only models that define one get it).
+        """
         (opt,) = optimizers
-        terms = self.loss(x)
+        terms = self.loss(x) if target is None else self.loss(x, target=target)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt.step()

@@ -90,12 +90,18 @@ class ConvDecoder(nn.Module):
 
 
 def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-    """z = μ + σ·ε, ε ~ N(0, I) (Kingma & Welling 2014, §2.4)."""
+    """z = μ + σ·ε, ε ~ N(0, I) (Kingma & Welling 2014, §2.4); in fp32 even under bf16 autocast."""
+    mu, logvar = mu.float(), logvar.float()
     return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
 
 def kl_normal_per_latent(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(μ, σ²) ‖ N(0, 1)) per latent, averaged over the batch: ``(latents,)`` in nats."""
+    """KL(N(μ, σ²) ‖ N(0, 1)) per latent, averaged over the batch: ``(latents,)`` in nats.
+
+    Computed in fp32 (a no-op for fp32 inputs): under bf16 autocast ``mu``/``logvar`` come out of a
+    bf16 linear layer, and exp/sums in bf16 would lose the small KL of a nearly collapsed latent.
+    """
+    mu, logvar = mu.float(), logvar.float()
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)
 
 
@@ -104,7 +110,9 @@ def reconstruction_loss(logits: Tensor, x: Tensor, kind: str = "bernoulli") -> T
 
     ``bernoulli``: binary cross-entropy on decoder logits (the usual choice for dSprites and for [0, 1]
     colour frames); ``gaussian``: squared error of sigmoid(logits), σ = 1 up to a constant.
+    The sum is taken in fp32 even when ``logits`` are bf16 (autocast).
     """
+    logits, x = logits.float(), x.float()
     if kind == "bernoulli":
         return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
     if kind == "gaussian":

@@ -17,21 +17,36 @@ Out directory layout::
 
 A killed run resumes from ``ckpt/latest.json``: weights, optimiser moments, the step counter, the
 minibatch RNG (numpy) and the noise RNG (torch) are restored, so the resumed run ends with the same
-weights as an uninterrupted one.
+weights as an uninterrupted one. The two newest checkpoints are kept: a new one is written into a
+temporary directory, fsynced, renamed into place and fsynced again before ``latest.json`` points at
+it, and a damaged newest checkpoint (truncated file, bad JSON, missing weights) falls back to the
+previous one with a warning naming the file (or to a fresh start if none is readable).
+
+Speed (``benchmarks/vision.py``): frames that fit in :data:`IN_MEMORY_MAX_BYTES` are read once into a
+uint8 tensor and minibatches are gathered from it with ``index_select`` and scaled to float in one
+pass, already channels-last; a model's fixed per-frame targets (:meth:`VisionModel.target_cache`,
+β-VAE_DAE's J(x)) are computed once; glibc is told to keep freed memory (the per-step activation
+buffers otherwise go back to the kernel and are page-faulted in again every step: ~30k minor faults
+and a large share of system time per β-VAE_DAE step); and ``precision`` picks bf16 autocast where it
+is fast and safe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
 import shutil
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -47,6 +62,15 @@ LATEST = "latest.json"
 DEFAULT_DAE_STEPS = 1500
 PROBE_MAX_FRAMES = 5000
 IMAGE_EVERY_LOGS = 10  # reconstructions go to TensorBoard every 10th scalar log
+KEEP_CHECKPOINTS = 2  # the newest and the previous good one, to fall back to if the newest is damaged
+#: Frames up to this size are copied once into a RAM tensor (20k 64×64×3 frames are 246 MB); larger
+#: datasets stay memory-mapped and each minibatch is gathered from the map.
+IN_MEMORY_MAX_BYTES = 2 << 30
+PRECISIONS = ("auto", "fp32", "bf16")
+#: The ``precision`` train_vision uses when none is given. fp32: bf16 matches its loss curves (benchmarks/
+#: results/precision.json) and is 1.6x faster on 1 thread, but on 2 threads its step time swings from
+#: 1.7x faster to 7x slower than fp32 whenever other processes share the cores; opt in with "auto"/"bf16".
+DEFAULT_PRECISION = "fp32"
 
 
 def train_vision(
@@ -65,6 +89,7 @@ def train_vision(
     dae_steps: int | None = None,
     probe: bool = True,
     task_factors: Sequence[str] | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> Path:
     """Train a vision model on frames; return the final checkpoint directory ``out_dir/model``.
 
@@ -89,18 +114,27 @@ def train_vision(
         (:mod:`vision.probe`); warn if task-relevant factors are not recoverable.
     :param task_factors: the task-relevant factor names for that warning; default: the factors matching
         :data:`vision.probe.DEFAULT_TASK_PATTERNS`.
+    :param precision: ``fp32``; ``bf16`` (``torch.autocast`` around each ``train_step``: convolutions and
+        matrix products in bfloat16, the loss reductions and KL in float32, weights and Adam in float32);
+        ``auto`` = ``bf16`` if the model declares it safe (``VisionModel.autocast_safe``) and the device
+        runs bf16 fast (:func:`resolve_precision`), else ``fp32``. Part of the run's signature.
     """
     out_dir = Path(out_dir)
     frames, factors, factor_names = _unpack_data(data)
     _check_positive(steps=steps, batch_size=batch_size, log_every=log_every, checkpoint_every=checkpoint_every)
     if lr is not None and not lr > 0:
         raise ValueError(f"lr must be > 0 or None (use the model's), got {lr}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     n, size, _, channels = frames.shape
     device = torch.device(device)
 
     torch.manual_seed(seed)  # the initial weights
     model = _build_model(model_or_name, config, size, channels, lr, n)
+    amp_dtype = resolve_precision(precision, device, model)
     signature = _run_signature(model, batch_size, seed, frames.shape)
+    if amp_dtype is not None:  # bf16 runs are other runs: never resumed into or reused as fp32 ones
+        signature["precision"] = "bf16"
 
     final_dir = out_dir / MODEL_DIR
     done = _finished_run(final_dir, signature, steps)
@@ -110,11 +144,16 @@ def train_vision(
 
     extra: dict[str, Any] = {}
     if hasattr(model, "set_dae") and not bool(getattr(model, "dae_ready", True)):
-        dae_path = _pretrain_dae(model, data, out_dir, dae_steps, batch_size, lr, seed, device, progress)
+        dae_path = _pretrain_dae(model, data, out_dir, dae_steps, batch_size, lr, seed, device, progress,
+                                 precision)
         model.set_dae(load(dae_path))
         extra["dae"] = str(dae_path)
     model.to(device)
     optimizers = model.configure_optimizers()
+    _keep_freed_memory()
+    source = _frame_source(frames)
+    # After set_dae and .to(device): a cache of J(x) must come from the trained DAE's final weights.
+    targets = model.target_cache(source, device)
 
     rng = np.random.default_rng(seed)  # minibatch indices
     torch.manual_seed(seed + 1)  # the models' noise (ε, masks), separate from the init stream
@@ -129,14 +168,23 @@ def train_vision(
     model.train()
     sums: dict[str, float] = {}
     count = 0
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                else contextlib.nullcontext())
+    log.info("vision: training %s with %d torch threads, %s, targets %s, frames %s", model.name,
+             torch.get_num_threads(), "bf16 autocast" if amp_dtype is not None else "fp32",
+             "cached" if targets is not None else "on the fly",
+             "in RAM" if isinstance(source, torch.Tensor) else "memory-mapped")
     bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"train {model.name}", unit="step")
     try:
         for step in range(start + 1, steps + 1):
             idx = np.sort(rng.integers(0, n, size=batch_size))  # sorted: sequential reads from a memmap
-            # (B, C, H, W) float in [0, 1], stored channels-last: CPU convs run ~4% faster on it
-            # (measured in benchmarks/vision.py); values and shape are to_tensor's.
-            x = to_tensor(np.asarray(frames[idx]), device).contiguous(memory_format=torch.channels_last)
-            terms = model.train_step(x, optimizers)
+            x = _batch(source, idx, device)
+            with autocast:
+                if targets is None:
+                    terms = model.train_step(x, optimizers)
+                else:
+                    target = targets.index_select(0, torch.from_numpy(idx).to(targets.device))
+                    terms = model.train_step(x, optimizers, target=target)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
@@ -202,6 +250,111 @@ def _unpack_data(data: Any) -> tuple[np.ndarray, np.ndarray | None, list[str] | 
     return frames, factors, names
 
 
+def resolve_precision(precision: str, device: torch.device | str, model: VisionModel | None = None
+                      ) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (``None`` = plain fp32).
+
+    ``auto`` picks bf16 only where it is both fast and checked: the model declares
+    ``autocast_safe`` (its losses keep reductions and KL in fp32 and its loss curves were compared
+    with fp32's), and the device has native bf16: a CUDA GPU with ``torch.cuda.is_bf16_supported()``,
+    or a CPU with AVX512-BF16 or AMX (oneDNN bf16 kernels; without them bf16 is emulated and slower).
+
+    :param precision: ``auto``, ``fp32`` or ``bf16``.
+    :param device: the training device.
+    :param model: the model to train (``auto`` only); ``None`` skips the model check.
+    :raises ValueError: an unknown ``precision``, or ``bf16`` on a device that has no bf16 autocast.
+    """
+    device = torch.device(device)
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"precision 'bf16' asked for, but {device} has no bfloat16 support; use precision fp32")
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"precision 'bf16' supports cpu and cuda devices, got {device}; use precision fp32")
+        if model is not None and not getattr(model, "autocast_safe", False):
+            log.warning("vision: %s is not declared autocast_safe; training it in bf16 as asked, but its "
+                        "loss curves were not compared with fp32's", model.name)
+        return torch.bfloat16
+    if precision != "auto":
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if model is not None and not getattr(model, "autocast_safe", False):
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_fast_bf16() else None
+    return None
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (oneDNN with AVX512-BF16 or AMX-BF16)."""
+    try:
+        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            return False
+        if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+            return False
+        with open("/proc/cpuinfo") as f:  # the ISA flag itself; mkldnn's check above also accepts emulation
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except (OSError, AttributeError, RuntimeError):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+_MALLOC_TUNED = False
+
+
+def _keep_freed_memory() -> None:
+    """Tell glibc's malloc to keep freed memory for reuse instead of returning it to the kernel.
+
+    A training step allocates and frees the same large activation buffers every step; with glibc's
+    defaults many of them are ``mmap``-ed and ``munmap``-ed (or trimmed off the heap) each time, so the
+    next step page-faults them in again: ~30k minor faults per β-VAE_DAE step and a large share of the
+    system time (measured, see benchmarks/vision.py). Process-wide and idempotent; a no-op off glibc.
+    The cost is that the heap keeps its peak size until the process exits.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        return
+    if not ok:
+        log.debug("vision: mallopt refused; freed memory goes back to the kernel as usual")
+
+
+def _frame_source(frames: np.ndarray) -> torch.Tensor | np.ndarray:
+    """The frames minibatches are gathered from: a uint8 RAM tensor if they fit, else the array itself.
+
+    A memory map is read once here (a 20k-frame 64×64 dataset: 246 MB, well under
+    :data:`IN_MEMORY_MAX_BYTES`); an in-RAM writable array is shared, not copied.
+    """
+    if frames.nbytes > IN_MEMORY_MAX_BYTES:
+        log.info("vision: %d frames (%.1f GB) exceed IN_MEMORY_MAX_BYTES; gathering minibatches from the "
+                 "memory map", len(frames), frames.nbytes / 1e9)
+        return frames
+    if isinstance(frames, np.memmap) or not frames.flags.writeable or not frames.flags.c_contiguous:
+        frames = np.array(frames, order="C")  # one sequential read, instead of a fancy-indexed copy per step
+    return torch.from_numpy(frames)
+
+
+def _batch(source: torch.Tensor | np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Minibatch ``idx`` as ``(B, C, H, W)`` float in [0, 1], the values of :func:`vision.to_tensor`.
+
+    The result is channels-last in memory (the permute of an NHWC tensor), which CPU convolutions
+    prefer, without the extra copy ``.contiguous()`` + ``.to(memory_format=...)`` would make.
+    """
+    if isinstance(source, torch.Tensor):
+        u8 = source.index_select(0, torch.from_numpy(idx))
+    else:
+        u8 = torch.from_numpy(np.ascontiguousarray(source[idx]))
+    return u8.to(device, non_blocking=True).float().div_(255.0).permute(0, 3, 1, 2)
+
+
 def _build_model(
     model_or_name: str | VisionModel, config: dict[str, Any] | None, size: int, channels: int, lr: float | None,
     dataset_size: int,
@@ -236,14 +389,14 @@ def _build_model(
 
 
 def _pretrain_dae(model: VisionModel, data: Any, out_dir: Path, dae_steps: int | None, batch_size: int,
-                  lr: float | None, seed: int, device: torch.device, progress: bool) -> Path:
+                  lr: float | None, seed: int, device: torch.device, progress: bool, precision: str) -> Path:
     """β-VAE_DAE's J: train (or reuse) a ``dae`` on the same frames in ``out_dir/dae``."""
     c = model.config
     steps = DEFAULT_DAE_STEPS if dae_steps is None else dae_steps
     log.info("vision: pre-training the DAE for %s (%d steps) in %s", model.name, steps, out_dir / DAE_DIR)
     return train_vision(
         "dae", data, out_dir / DAE_DIR, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-        progress=progress, config={"latents": c.dae_bottleneck}, probe=False,
+        progress=progress, config={"latents": c.dae_bottleneck}, probe=False, precision=precision,
     )
 
 
@@ -277,11 +430,19 @@ def _finished_run(final_dir: Path, signature: dict[str, Any], steps: int) -> Pat
 # -- checkpoints ---------------------------------------------------------------------------------
 def _write_checkpoint(ckpt_root: Path, model: VisionModel, optimizers: list[torch.optim.Optimizer],
                       rng: np.random.Generator, signature: dict[str, Any], step: int) -> Path:
-    """Write ``ckpt/step_XXXXXX`` completely, then point ``latest.json`` at it, then drop older ones."""
+    """Write ``ckpt/step_XXXXXXX`` completely, then point ``latest.json`` at it, then drop older ones.
+
+    The step is written into a hidden temporary directory; every file in it and the directory are
+    fsynced, it is renamed into place and the parent fsynced, and only then is ``latest.json``
+    replaced. The previous checkpoint is kept (:data:`KEEP_CHECKPOINTS`), so a crash or a damaged
+    newest checkpoint always leaves a good one to resume from.
+    """
+    ckpt_root.mkdir(parents=True, exist_ok=True)
     step_dir = ckpt_root / f"step_{step:07d}"
-    if step_dir.exists():
-        shutil.rmtree(step_dir)
-    save(model, step_dir / MODEL_DIR)
+    tmp_dir = ckpt_root / f".{step_dir.name}.tmp"
+    if tmp_dir.exists():  # a write killed half-way
+        shutil.rmtree(tmp_dir)
+    save(model, tmp_dir / MODEL_DIR)
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
     groups = []
     for i, opt in enumerate(optimizers):
@@ -296,16 +457,41 @@ def _write_checkpoint(ckpt_root: Path, model: VisionModel, optimizers: list[torc
         groups.append({"param_groups": sd["param_groups"], "scalars": scalars})
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tmp = step_dir / ".optim.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, step_dir / "optim.safetensors")
+    save_file(tensors, str(tmp_dir / "optim.safetensors"))
     state = {"step": step, "signature": signature, "optimizers": groups, "numpy_rng": rng.bit_generator.state}
-    atomic_write_bytes(step_dir / "state.json", json.dumps(state, default=_json_default).encode())
+    atomic_write_bytes(tmp_dir / "state.json", json.dumps(state, default=_json_default).encode())
+    for path in (*sorted((tmp_dir / MODEL_DIR).iterdir()), tmp_dir / "optim.safetensors"):
+        _fsync(path)  # vision.save renames its weights without an fsync
+    _fsync(tmp_dir / MODEL_DIR)
+    _fsync(tmp_dir)
+    if step_dir.exists():  # a checkpoint of the same step that latest.json may not point to
+        shutil.rmtree(step_dir)
+    os.replace(tmp_dir, step_dir)
+    _fsync(ckpt_root)
     atomic_write_bytes(ckpt_root / LATEST, json.dumps({"step": step, "dir": step_dir.name}).encode())
-    for old in ckpt_root.glob("step_*"):
-        if old.is_dir() and old.name != step_dir.name:
-            shutil.rmtree(old, ignore_errors=True)
+    _fsync(ckpt_root)
+    for old in _step_dirs(ckpt_root)[KEEP_CHECKPOINTS:]:
+        shutil.rmtree(old, ignore_errors=True)
     return step_dir
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes the renames inside it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _step_dirs(ckpt_root: Path) -> list[Path]:
+    """The ``step_XXXXXXX`` directories under ``ckpt_root``, newest step first."""
+    dirs = []
+    for d in ckpt_root.glob("step_*"):
+        suffix = d.name[len("step_"):]
+        if d.is_dir() and suffix.isdigit():
+            dirs.append((int(suffix), d))
+    return [d for _, d in sorted(dirs, reverse=True)]
 
 
 def _json_default(obj: Any) -> Any:
@@ -316,30 +502,82 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint's JSON")
 
 
+class _DamagedCheckpoint(Exception):
+    """One checkpoint cannot be read; the message names the file and why."""
+
+
 def _resume(ckpt_root: Path, model: VisionModel, optimizers: list[torch.optim.Optimizer],
             rng: np.random.Generator, signature: dict[str, Any], device: torch.device) -> int:
-    """Restore the newest complete checkpoint under ``ckpt_root``; return its step (0 if none)."""
-    latest = ckpt_root / LATEST
-    if not latest.exists():
+    """Restore the newest good checkpoint under ``ckpt_root``; return its step (0 if none).
+
+    Tries the directory ``latest.json`` names, then the other ``step_*`` directories newest first. A
+    damaged one (missing or truncated file, bad JSON) is skipped with a warning naming the file; if
+    none is good, training restarts from step 0 with a warning. A good checkpoint of a *different*
+    run is an error, not damage.
+    """
+    if not ckpt_root.is_dir():
         return 0
+    candidates = _step_dirs(ckpt_root)
+    latest = ckpt_root / LATEST
+    if latest.exists():
+        try:
+            named = ckpt_root / str(json.loads(latest.read_text())["dir"])
+            candidates = [named] + [d for d in candidates if d != named]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("vision: %s is damaged (%s); looking for checkpoints in %s", latest, e, ckpt_root)
+    elif not candidates:
+        return 0
+    for step_dir in candidates:
+        try:
+            state, tensors, trained = _read_checkpoint(step_dir, signature, device)
+        except _DamagedCheckpoint as e:
+            log.warning("vision: checkpoint %s is damaged: %s; trying the previous one", step_dir, e)
+            continue
+        _restore(step_dir, state, tensors, trained, model, optimizers, rng, device)
+        log.info("vision: resuming %s from step %d (%s)", model.name, state["step"], step_dir)
+        return int(state["step"])
+    log.warning("vision: no readable checkpoint in %s; training %s from scratch", ckpt_root, model.name)
+    return 0
+
+
+def _read_checkpoint(step_dir: Path, signature: dict[str, Any], device: torch.device
+                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor], VisionModel]:
+    """Read and check every file of one checkpoint before anything is restored from it."""
+    state_path, optim_path = step_dir / "state.json", step_dir / "optim.safetensors"
     try:
-        step_dir = ckpt_root / json.loads(latest.read_text())["dir"]
-        state = json.loads((step_dir / "state.json").read_text())
-        tensors = load_file(str(step_dir / "optim.safetensors"))
-    except (OSError, ValueError, KeyError) as e:
-        raise CheckpointError(
-            f"cannot resume from {ckpt_root}: {e}; delete {ckpt_root} to restart training from scratch"
-        ) from None
+        state = json.loads(state_path.read_text())
+        missing = {"step", "signature", "optimizers", "numpy_rng"} - set(state)
+        if missing:
+            raise KeyError(f"no {', '.join(sorted(missing))}")
+        int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise _DamagedCheckpoint(f"{state_path} is unreadable ({type(e).__name__}: {e})") from None
     if _jsonable(state["signature"]) != _jsonable(signature):
-        diff = sorted(k for k in signature if state["signature"].get(k) != signature[k])
+        diff = sorted(k for k in set(signature) | set(state["signature"])
+                      if state["signature"].get(k) != signature.get(k))
         raise ValueError(
-            f"{ckpt_root} holds a checkpoint of a different run (differs in {', '.join(diff)}); "
+            f"{step_dir.parent} holds a checkpoint of a different run (differs in {', '.join(diff)}); "
             "use a fresh out_dir, or delete it to start over"
         )
-    trained = load(step_dir / MODEL_DIR, device=device)
-    model.load_state_dict(trained.state_dict())
+    try:
+        tensors = load_file(str(optim_path))
+    except (OSError, SafetensorError) as e:
+        raise _DamagedCheckpoint(f"{optim_path} is unreadable ({e})") from None
+    if "rng.torch" not in tensors:
+        raise _DamagedCheckpoint(f"{optim_path} lacks the torch RNG state")
+    try:
+        trained = load(step_dir / MODEL_DIR, device=device)
+    except CheckpointError as e:
+        raise _DamagedCheckpoint(str(e)) from None
+    return state, tensors, trained
+
+
+def _restore(step_dir: Path, state: dict[str, Any], tensors: dict[str, torch.Tensor], trained: VisionModel,
+             model: VisionModel, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator,
+             device: torch.device) -> None:
     if len(state["optimizers"]) != len(optimizers):
         raise CheckpointError(f"{step_dir}: {len(state['optimizers'])} optimiser states for {len(optimizers)} optimisers")
+    model.load_state_dict(trained.state_dict())
     for i, (opt, saved) in enumerate(zip(optimizers, state["optimizers"])):
         per_param: dict[int, dict[str, Any]] = {}
         prefix = f"opt{i}."
@@ -354,8 +592,6 @@ def _resume(ckpt_root: Path, model: VisionModel, optimizers: list[torch.optim.Op
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     rng.bit_generator.state = state["numpy_rng"]
-    log.info("vision: resuming %s from step %d (%s)", model.name, state["step"], step_dir)
-    return int(state["step"])
 
 
 def _current_lr(optimizers: list[torch.optim.Optimizer]) -> float:
