@@ -231,9 +231,11 @@ def parse_shift(text: str) -> tuple[str, dict]:
     if not sep or name not in WRAPPERS:
         raise ValueError(f"--shift {text!r} must be NAME=VALUE with NAME a wrapper ({', '.join(WRAPPERS)}) or an alias "
                          f"({', '.join(f'{k}={v}' for k, v in SHIFT_ALIASES.items())}); {_SHIFT_HELP}")
+    import yaml
+
     try:
         value = parse_yaml(raw) if raw else None
-    except Exception:  # yaml errors: one line
+    except yaml.YAMLError:  # one line, not a traceback
         raise ValueError(f"--shift {text!r}: {raw!r} is not a value or a YAML mapping; {_SHIFT_HELP}") from None
     if isinstance(value, str) and "," in value:
         try:

@@ -237,7 +237,7 @@ def test_train_policy_cli_on_any_env_trains_in_the_source_split_of_a_domains_fil
     assert meta["env_id"] == "darla/Domains-v0" and meta["env_kwargs"]["obs_size"] == 64
     assert [(d["name"], d["env_id"]) for d in meta["env_kwargs"]["domain"]] == [("plain", SQUARES_ID)]
     err = _one_line_error(capsys, "train-policy", "--mode", "pixels", "--env", SQUARES_ID, "--domains",
-                          f"{domains_file},plain,hue", "--out", tmp_path / "q")
+                          f"{domains_file},plain,hue", "--steps", 32, "--n-envs", 1, "--out", tmp_path / "q")
     assert "held-out target domain(s) hue" in err
     # evaluated on its recorded domain plus the file's target split
     assert _main("evaluate", "--policy", out, "--domains", f"{domains_file},target", "--episodes", 1,
