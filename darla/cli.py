@@ -58,6 +58,8 @@ def _add_train_vision(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-vision", help="train a vision model of the zoo on collected frames")
     p.add_argument("--model", default="beta_vae_dae")
     p.add_argument("--data", type=Path, required=True, help="a directory made by `darla collect`")
+    p.add_argument("--domains", default=None, metavar="FILE", help="the domains file the data was collected with "
+                   "(models that act in the env, icf, on a non-SeekAvoid env)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=64)
@@ -96,11 +98,15 @@ def _add_train_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--n-envs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--domains", default="source")
-    p.add_argument("--obs-size", type=int, default=64)
-    p.add_argument("--layout", default="choice", choices=["choice", "collect"])
+    p.add_argument("--domains", default="source", help="training domains: split names, domain names and YAML files "
+                   "of domains of the env (a file alone: its 'source' split; with names: the file defines them), e.g. "
+                   "source, my_domains.yaml or my_domains.yaml,plain")
+    p.add_argument("--obs-size", type=int, default=None, help="side of the square frames (default: the vision's)")
+    p.add_argument("--channels", type=int, default=None, choices=[1, 3], help="3 (RGB) or 1 (grey); default: the "
+                   "vision's")
+    p.add_argument("--layout", default="choice", choices=["choice", "collect"], help="SeekAvoid layout")
     p.add_argument("--env", default=None, metavar="ID", help="train on this registered gymnasium env of frames "
-                   "instead of SeekAvoid (--domains/--obs-size/--layout then do not apply)")
+                   "(default: SeekAvoid); its domains: 'default' (the env as registered) and those of --domains files")
     p.add_argument("--env-kwargs", default=None, metavar="YAML", help="kwargs of the env, e.g. '{continuous: false}'")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
 
@@ -111,13 +117,16 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="darla policy directories (one per training seed) or .zip files saved by SB3's model.save "
                    "(read without unpickling; give --algo)")
     p.add_argument("--algo", default=None, help="algorithm of SB3 .zip policies (e.g. ppo); DQN/SAC/TD3 zips name it")
-    p.add_argument("--env", default=None, metavar="ID", help="evaluate on this registered gymnasium env (one domain "
-                   "named after it, plus --shift targets); default: the policy's own env")
+    p.add_argument("--env", default=None, metavar="ID", help="evaluate on this registered gymnasium env (its domain "
+                   "'default' is the source); default: the env the policy recorded (SeekAvoid for SB3 zips)")
     p.add_argument("--env-kwargs", default=None, metavar="YAML", help="kwargs of the env, YAML/JSON or a file")
     p.add_argument("--shift", action="append", default=[], metavar="NAME=VALUE",
-                   help="with --env: a target domain with an image shift: hue=90, tint=1,0.8,0.6, brightness=0.6, "
-                   "noise=20 (repeatable)")
-    p.add_argument("--domains", default="source,target", help="SeekAvoid: comma-separated split names, domain names and YAML files of domains, e.g. source,target,shifts.yaml")
+                   help="a target domain per source domain with an image shift of envs.wrappers appended: hue=90, "
+                   "tint=1,0.8,0.6, brightness=0.6, noise=20, or any wrapper with a YAML mapping, e.g. "
+                   "'random_conv={seed: 3}' (repeatable)")
+    p.add_argument("--domains", default=None, help="domains to evaluate besides the policy's training domains: "
+                   "comma-separated split names, domain names and YAML files of domains, e.g. target,shifts.yaml "
+                   "(default: the env's target split if it has one; source,target for SeekAvoid)")
     p.add_argument("--episodes", type=int, default=40)
     p.add_argument("--seed", type=int, default=10_000)
     p.add_argument("--out", type=Path, required=True)

@@ -4,9 +4,9 @@ uses too, so ``darla run`` and the stand-alone stages share one code path."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from darla.config import dump_config, load_config, parse_yaml, resolve_device
 
@@ -60,20 +60,39 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
         model_config["latents"] = args.latents
     import dataclasses
 
-    from darla.config import RunConfig
+    from darla.config import DEFAULT_ENV_ID, RunConfig
     from darla.pipeline import build_vision_model
 
     device = resolve_device(args.device, "--device")  # a missing GPU fails before the frames are read
     data = FrameDataset(args.data)
-    # The models that learn from more than frames (dc_ign, icf, scan) are wired exactly as in `darla run`.
+    # The models that learn from more than frames (dc_ign, icf, scan) are wired exactly as in `darla run`,
+    # on the env the frames came from (meta.json names it unless it is SeekAvoid).
     base = RunConfig()
+    request = data.meta.get("request") or {}
+    env_id = data.meta.get("env_id") or DEFAULT_ENV_ID
+    shape = data.meta.get("frame_shape") or [data.frames.shape[1], data.frames.shape[2], 3]
     config = dataclasses.replace(
         base, seed=args.seed, device=device,
-        env=dataclasses.replace(base.env, obs_size=int(data.frames.shape[1]), layout=data.meta.get("layout", "choice")),
+        env=dataclasses.replace(base.env, id=env_id, kwargs=dict(request.get("env_kwargs") or {}),
+                                domains=str(args.domains or ""),
+                                obs_size=int(data.frames.shape[1]), channels=int(shape[-1]),
+                                layout=data.meta.get("layout", "choice")),
         collect=dataclasses.replace(base.collect, split=data.meta.get("split") or base.collect.split),
         vision=dataclasses.replace(base.vision, model=args.model, steps=args.steps, batch_size=args.batch_size,
                                    lr=args.lr, dae_steps=args.dae_steps, model_config=model_config),
     )
+    if args.model == "icf" and env_id != DEFAULT_ENV_ID:
+        from darla.pipeline import domain_catalog
+
+        try:
+            names = [d.name for d in domain_catalog(config).resolve(config.collect.split)]
+        except ValueError:
+            names = None
+        if names != list(data.meta.get("domains") or []):
+            raise ValueError(f"--model icf acts in the env of its frames, {env_id!r}, but the domains of '{args.data}' "
+                             f"(split {config.collect.split!r}: {', '.join(data.meta.get('domains') or [])}) do not "
+                             f"resolve to the same domains here{' without their domains file' if not args.domains else ''}"
+                             "; pass the domains file it was collected with, --domains FILE")
     model = build_vision_model(config, data, Path(args.out), progress=not args.quiet)
     out = train_vision(model, data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        seed=args.seed, device=device, config=model_config if isinstance(model, str) else None,
@@ -123,23 +142,65 @@ def _mapping_arg(text: str | None, flag: str) -> dict:
     return value
 
 
+def _vision_frame(vision: Path | None) -> tuple[int | None, int | None]:
+    """``(image_size, channels)`` of a vision checkpoint's config (``(None, None)`` without one): the frame
+    size a policy on its features must see."""
+    if vision is None:
+        return None, None
+    from vision.checkpoint import read_meta
+
+    config = read_meta(vision).get("config") or {}
+    size, channels = config.get("image_size"), config.get("channels")
+    return (int(size) if size else None), (int(channels) if channels else None)
+
+
+def _domain_catalog(env_id: str, kwargs: dict, domains: str | None, obs_size: int, channels: int, layout: str):
+    """The :class:`envs.spec.DomainCatalog` of ``env_id`` for ``train-policy``/``evaluate``: the env's own
+    domains and splits plus those of the first YAML file named in ``domains`` (so its split names resolve)."""
+    from envs.spec import DomainCatalog
+
+    files = [t.strip() for t in (domains or "").split(",") if t.strip().endswith((".yaml", ".yml"))]
+    for f in files:
+        if not Path(f).is_file():
+            raise ValueError(f"--domains file {f!r} does not exist; pass an existing YAML file of domains "
+                             "(see envs/spec.py), split names or domain names")
+    return DomainCatalog(env_id, kwargs=kwargs, domains_file=files[0] if files else None, obs_size=obs_size,
+                         channels=channels, layout=layout)
+
+
+def _training_spec(spec: str) -> str:
+    """``train-policy --domains`` as a catalog spec: a YAML file of domains (and splits) names the domains (its
+    domains hold held-out targets too): alone, it means its ``source`` split; with names, those names."""
+    tokens = [t.strip() for t in spec.split(",") if t.strip()]
+    names = [t for t in tokens if not t.endswith((".yaml", ".yml"))]
+    return ",".join(names) if names else "source"
+
+
 def cmd_train_policy(args: argparse.Namespace) -> int:
     import envs  # noqa: F401
     from agents.train import check_algo, train_policy
-    from darla.config import DEFAULT_ENV_ID as ENV_ID
+    from darla.config import DEFAULT_ENV_ID
+    from envs.spec import DOMAINS_ENV_ID
 
     if args.mode != "pixels" and args.vision is None:
         raise ValueError("--vision CHECKPOINT is required unless --mode pixels")
     algo_kwargs = _mapping_arg(args.algo_kwargs, "--algo-kwargs")
     policy_kwargs = _mapping_arg(args.policy_kwargs, "--policy-kwargs")
     check_algo(args.algo, algo_kwargs, policy_kwargs, policy="CnnPolicy" if args.mode == "pixels" else "MlpPolicy")
-    if args.env:  # any registered gymnasium env of frames, as it is (no SeekAvoid domains)
-        env_id, env_kw = args.env, _mapping_arg(args.env_kwargs, "--env-kwargs")
-    else:
-        env_id = ENV_ID
-        env_kw = {"domain": args.domains, "obs_size": args.obs_size, "layout": args.layout,
-                  **_mapping_arg(args.env_kwargs, "--env-kwargs")}
-    out = train_policy(env_id=env_id, env_kwargs=env_kw, vision=str(args.vision) if args.vision else None,
+    size, channels = _vision_frame(args.vision)
+    obs_size = args.obs_size or size or 64
+    channels = args.channels or channels or 3
+    catalog = _domain_catalog(args.env or DEFAULT_ENV_ID, _mapping_arg(args.env_kwargs, "--env-kwargs"),
+                              args.domains, obs_size, channels, args.layout)
+    # a domains file alone: train in its source split (its other splits are the held-out targets)
+    specs = catalog.resolve(_training_spec(args.domains))
+    held_out = catalog.held_out(specs)
+    if held_out:
+        raise ValueError(f"--domains {args.domains!r} holds held-out target domain(s) {', '.join(held_out)}; policies "
+                         "must train in source domains to be evaluated zero-shot (e.g. --domains source)")
+    # the same env `darla run` trains in: every domain's spec by value in policy.json, so `darla evaluate` remakes it
+    env_kw = {"domain": [s.to_dict() for s in specs], "obs_size": obs_size, "channels": channels}
+    out = train_policy(env_id=DOMAINS_ENV_ID, env_kwargs=env_kw, vision=str(args.vision) if args.vision else None,
                        algo=args.algo, mode=args.mode, steps=args.steps, n_envs=args.n_envs, seed=args.seed,
                        out_dir=args.out, device=resolve_device(args.device, "--device"), progress=not args.quiet, algo_kwargs=algo_kwargs,
                        policy_kwargs=policy_kwargs, frame_stack=args.frame_stack, normalize=args.normalize)
@@ -147,58 +208,54 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``--shift NAME=VALUE`` of ``darla evaluate --env``: the generic image shifts of :mod:`envs.wrappers`
-SHIFTS = {"hue": "HueShift", "tint": "ColorTint", "brightness": "Brightness", "noise": "TextureNoise"}
+#: short names of ``--shift NAME=VALUE`` for wrappers of :data:`envs.wrappers.WRAPPERS` (any registry name works too)
+SHIFT_ALIASES = {"hue": "hue_shift", "tint": "color_tint", "noise": "texture_noise", "jitter": "color_jitter",
+                 "conv": "random_conv"}
+_SHIFT_HELP = ("e.g. --shift hue=90, --shift tint=1.0,0.8,0.6, --shift brightness=0.6, --shift noise=20, "
+               "--shift 'color_jitter={brightness: 0.4, seed: 1}'")
 
 
-@dataclasses.dataclass(frozen=True)
-class EnvDomain:
-    """A domain of any gymnasium env: a name, an env id and its kwargs, and an ordered chain of observation
-    shifts (``(wrapper name, argument)``, :data:`SHIFTS`). The seam to the generic domain objects of
-    :mod:`envs`: :func:`agents.evaluate.zero_shot_evaluate` needs only ``.name`` and
-    ``env_factory(domain) -> gym.Env`` (here :meth:`make`)."""
+def parse_shift(text: str) -> tuple[str, dict]:
+    """A ``--shift`` value as ``(label, wrapper mapping)`` of the wrapper registry (:mod:`envs.wrappers`).
 
-    name: str
-    env_id: str
-    kwargs: dict = dataclasses.field(default_factory=dict)
-    shifts: tuple = ()
+    ``NAME=VALUE``: ``NAME`` a registry name (``hue_shift``, ``random_conv``, ...) or a short alias
+    (:data:`SHIFT_ALIASES`); ``VALUE`` the wrapper's first parameter (``hue=90`` → ``{name: hue_shift,
+    degrees: 90}``; comma-separated numbers make a list: ``tint=1.0,0.8,0.6``) or a YAML mapping of its
+    parameters (``random_conv={seed: 3, per_episode: false}``). The label names the target domain.
 
-    def make(self):
-        import gymnasium
+    :param text: the flag's value
+    """
+    from envs.wrappers import WRAPPERS, check_wrapper_spec, wrapper_params
 
-        import envs.wrappers as wrappers
+    name, sep, raw = (s.strip() for s in text.partition("="))
+    name = SHIFT_ALIASES.get(name, name)
+    if not sep or name not in WRAPPERS:
+        raise ValueError(f"--shift {text!r} must be NAME=VALUE with NAME a wrapper ({', '.join(WRAPPERS)}) or an alias "
+                         f"({', '.join(f'{k}={v}' for k, v in SHIFT_ALIASES.items())}); {_SHIFT_HELP}")
+    import yaml
 
-        env = gymnasium.make(self.env_id, **self.kwargs)
-        for shift, value in self.shifts:
-            env = getattr(wrappers, SHIFTS[shift])(env, value)
-        return env
-
-
-def _parse_shift(text: str) -> tuple[str, object]:
-    name, sep, raw = text.partition("=")
-    if not sep or name not in SHIFTS:
-        raise ValueError(f"--shift {text!r} must be NAME=VALUE with NAME one of {', '.join(SHIFTS)}; e.g. --shift "
-                         "hue=90, --shift tint=1.0,0.8,0.6, --shift brightness=0.6, --shift noise=20")
     try:
-        value = [float(v) for v in raw.split(",")] if name == "tint" else (int(raw) if name == "noise" else float(raw))
-    except ValueError:
-        raise ValueError(f"--shift {text!r}: {raw!r} is not a number (tint takes three: 1.0,0.8,0.6)") from None
-    return name, value
-
-
-def env_domains(env_id: str, kwargs: dict, shifts: list[str]) -> list[EnvDomain]:
-    """The domains ``darla evaluate --env ID [--shift ...]`` evaluates: the env as it is (named after the id,
-    the source) and one target domain per shift."""
-    import gymnasium
-
-    if env_id not in gymnasium.registry:
-        raise ValueError(f"--env {env_id!r} is not a registered gymnasium env id; register it (import its package) "
-                         "or pass a registered id, e.g. --env CarRacing-v3")
-    domains = [EnvDomain(env_id, env_id, dict(kwargs))]
-    for text in shifts:
-        name, value = _parse_shift(text)
-        domains.append(EnvDomain(f"{env_id}+{text}", env_id, dict(kwargs), ((name, value),)))
-    return domains
+        value = parse_yaml(raw) if raw else None
+    except yaml.YAMLError:  # one line, not a traceback
+        raise ValueError(f"--shift {text!r}: {raw!r} is not a value or a YAML mapping; {_SHIFT_HELP}") from None
+    if isinstance(value, str) and "," in value:
+        try:
+            value = [float(v) for v in value.split(",")]
+        except ValueError:
+            raise ValueError(f"--shift {text!r}: {raw!r} is not a list of numbers; {_SHIFT_HELP}") from None
+    if isinstance(value, dict):
+        params = value
+    else:
+        first = next(iter(wrapper_params(name)), None)
+        if first is None or value is None:
+            raise ValueError(f"--shift {text!r} needs a value; {_SHIFT_HELP}")
+        params = {first: value}
+    try:
+        wrapper = check_wrapper_spec({"name": name, **params})
+    except ValueError as e:
+        raise ValueError(f"--shift {text!r}: {e}") from None
+    label = "".join(text.split()).replace(",", "/")  # domain names carry no commas (they separate names)
+    return label, wrapper
 
 
 def _policy_record(path: Path) -> dict:
@@ -217,44 +274,124 @@ def _policy_record(path: Path) -> dict:
     return meta
 
 
+def _recorded_specs(record: dict, path: Path) -> list:
+    """The training domains a ``darla/Domains-v0`` policy records by value (``env_kwargs["domain"]``)."""
+    from envs.spec import DomainSpec
+
+    items = (record.get("env_kwargs") or {}).get("domain")
+    try:
+        if not isinstance(items, list) or not items:
+            raise ValueError("env_kwargs.domain must be a non-empty list of domain mappings")
+        return [DomainSpec.from_dict(d) for d in items]
+    except ValueError as e:
+        raise ValueError(f"'{path / 'policy.json'}' records env darla/Domains-v0 but not its domains ({e}); "
+                         "retrain the policy") from None
+
+
+def _unique(specs: list) -> list:
+    """``specs`` without repeats; two different domains of one name raise (say which)."""
+    out: dict[str, Any] = {}
+    for s in specs:
+        if s.name in out and out[s.name].value_key() != s.value_key():
+            raise ValueError(f"two different domains are both named {s.name!r} (one is a training domain of the "
+                             "policy); rename the one in --domains")
+        out.setdefault(s.name, s)
+    return list(out.values())
+
+
+def evaluation_setup(args: argparse.Namespace, records: list[dict], paths: list[Path]) -> dict[str, Any]:
+    """What ``darla evaluate`` evaluates, from its flags and the policies' ``policy.json``:
+
+    * a ``catalog`` (:class:`envs.spec.DomainCatalog`) of the env: ``--env``, else the env the policy recorded
+      (``darla/Domains-v0``: its domains' env id; frames resized to the recorded ``obs_size``/``channels``),
+      else SeekAvoid (foreign zips without ``--env``);
+    * ``domains``: the policy's recorded training domains (source), then ``--domains`` (split names, domain
+      names, YAML files; default: the env's ``target`` split if it has one, and for policies that record no
+      domains, its ``source`` split), then one target per ``--shift`` and source domain (its wrapper appended);
+    * ``source``: the source domain names; ``native``: evaluate on the env's own frames (a policy trained on
+      a raw env id, or a foreign zip on a generic ``--env``), not resized ones.
+    """
+    import dataclasses
+
+    from darla.config import DEFAULT_ENV_ID
+    from envs.spec import DOMAINS_ENV_ID
+
+    shifts = [parse_shift(t) for t in args.shift]  # bad flags fail before any env is made
+    env_kw = _mapping_arg(args.env_kwargs, "--env-kwargs")
+    trained: dict = {}
+    recorded: list = []
+    for p, r in zip([p for p in paths if not (p.suffix == ".zip" and p.is_file())], records):
+        kw = r.get("env_kwargs") if isinstance(r.get("env_kwargs"), dict) else {}
+        trained = trained or kw
+        if r.get("env_id") == DOMAINS_ENV_ID:
+            recorded += _recorded_specs(r, p)
+    recorded = _unique(recorded)
+    record_id = records[0].get("env_id") if records else None
+    if args.env:
+        env_id = args.env
+    elif recorded:
+        env_id = recorded[0].env_id
+    else:
+        env_id = record_id or DEFAULT_ENV_ID
+    # a policy trained on a raw generic env (or a foreign zip) sees that env's frames as they are
+    native = env_id != DEFAULT_ENV_ID and not recorded
+    base = {k: v for k, v in trained.items() if k not in ("domain", "obs_size", "layout", "channels")} \
+        if record_id not in (DOMAINS_ENV_ID, DEFAULT_ENV_ID) else {}
+    if recorded:  # what the training domains share (e.g. env.kwargs) is the base of --domains targets too
+        common = [{k: v for k, v in s.kwargs.items() if k != "domain"} for s in recorded]
+        base = {k: v for k, v in common[0].items() if all(c.get(k, object()) == v for c in common[1:])}
+    base.update(env_kw)
+    obs_size = args.obs_size or trained.get("obs_size") or 64
+    layout = args.layout or trained.get("layout") or "choice"
+    catalog = _domain_catalog(env_id, base, args.domains, obs_size, int(trained.get("channels") or 3), layout)
+
+    domains = list(recorded)
+    if args.domains:
+        domains += catalog.resolve(args.domains)
+    elif not recorded:
+        domains += catalog.resolve("source,target" if "target" in catalog.splits else "source")
+    elif "target" in catalog.splits:
+        domains += catalog.split("target")
+    domains = _unique(domains)
+    names = [d.name for d in domains]
+
+    if recorded:
+        source = [d.name for d in recorded]
+    elif records and not native:  # darla policies of raw env ids: the domains they saw
+        source = sorted({n for r in records for n in (r.get("train_domains") or [])}
+                        | {n for r in records if isinstance((r.get("env_kwargs") or {}).get("domain"), str)
+                           for n in (d.name for d in catalog.resolve(r["env_kwargs"]["domain"]))})
+    else:
+        source = [d.name for d in catalog.split("source")]
+    source = [n for n in names if n in set(source)]
+    if shifts and not source:
+        raise ValueError(f"--shift needs a source domain to shift, and none of {', '.join(names)} is one; add the "
+                         "policy's training domains to --domains")
+    by_name = {d.name: d for d in domains}
+    for label, wrapper in shifts:
+        for n in source:
+            d = by_name[n]
+            domains.append(dataclasses.replace(d, name=f"{n}+{label}", wrappers=(*d.wrappers, wrapper)))
+    domains = _unique(domains)
+    return {"catalog": catalog, "domains": domains, "source": source, "native": native,
+            "env_kw": {"obs_size": obs_size, "layout": layout, **env_kw}}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import envs  # noqa: F401  (SeekAvoid and the shift wrappers; headless rendering)
-    from darla.pipeline import ENV_ID, evaluate_policies
+    import envs  # noqa: F401  (the envs, providers and shift wrappers; headless rendering)
+    from darla.pipeline import evaluate_policies
 
     paths = [Path(p) for p in args.policy]
     zips = [p for p in paths if p.suffix == ".zip" and p.is_file()]
     records = [_policy_record(p) for p in paths if p not in zips]
-    trained_env = (records[0].get("env_kwargs") if records else None) or {}
-    env_id, env_kw = args.env, _mapping_arg(args.env_kwargs, "--env-kwargs")
-    if env_id is None and records and records[0].get("env_id") not in (None, ENV_ID):
-        env_id = records[0]["env_id"]  # honour the env the policy was trained on
-        env_kw = {**(trained_env if isinstance(trained_env, dict) else {}), **env_kw}
-        import gymnasium
+    setup = evaluation_setup(args, records, paths)
+    catalog, domains, native = setup["catalog"], setup["domains"], setup["native"]
 
-        if env_id not in gymnasium.registry:
-            raise ValueError(f"policy '{paths[0]}' was trained on env {env_id!r}, which is not a registered gymnasium "
-                             "id here; pass --env ID (and --env-kwargs) to evaluate it")
-    if args.shift and env_id is None:
-        raise ValueError("--shift applies to --env ID (or a policy trained on a non-SeekAvoid env); for SeekAvoid "
-                         "name shifted domains in --domains (e.g. a YAML file of domains)")
+    def factory(domain):
+        return domain.make_env() if native else catalog.make([domain])
 
-    if env_id is not None:  # any gymnasium env: one domain named after the id, plus one per --shift
-        domains = env_domains(env_id, env_kw, args.shift)
-
-        def factory(domain):
-            return domain.make()
-    else:  # SeekAvoid domains, settings from the policy unless given
-        from darla.pipeline import resolve_domain_spec
-
-        env_kw = {"obs_size": args.obs_size if args.obs_size is not None else trained_env.get("obs_size", 64),
-                  "layout": args.layout if args.layout is not None else trained_env.get("layout", "choice"),
-                  **env_kw}
-        domains = resolve_domain_spec("source")[:1]  # the spaces of foreign zips come from this one
-
-        def factory(domain):
-            import gymnasium
-
-            return gymnasium.make(ENV_ID, domain=domain, **env_kw)
+    for d in domains:  # a bad shift value or unmakeable domain fails now, in one line, before any episode
+        factory(d).close()
 
     policies: list = []
     for p in paths:
@@ -270,21 +407,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             policies.append(p)
 
-    if env_id is None:
-        source = None  # our policies: the domains they trained in (policy.json)
-        if not records:  # only foreign zips: the evaluated domains of the source split count as source
-            src = {d.name for d in resolve_domain_spec("source")}
-            source = ",".join(d.name for d in resolve_domain_spec(args.domains) if d.name in src) or None
-        result = evaluate_policies(policies, args.domains, args.episodes, seed=args.seed,
-                                   deterministic=not args.stochastic, env_kw=env_kw, out_dir=args.out,
-                                   progress=not args.quiet, source=source)
-    else:
+    source = setup["source"] or None
+    if native:
         from agents.evaluate import write_evaluation, zero_shot_evaluate
 
         result = zero_shot_evaluate(policies, domains, env_factory=factory, episodes=args.episodes, seed=args.seed,
-                                    deterministic=not args.stochastic, source=[domains[0].name],
-                                    progress=not args.quiet)
+                                    deterministic=not args.stochastic, source=source, progress=not args.quiet)
         write_evaluation(result, args.out)
+    else:
+        result = evaluate_policies(policies, domains, args.episodes, seed=args.seed,
+                                   deterministic=not args.stochastic, env_kw=setup["env_kw"], out_dir=args.out,
+                                   progress=not args.quiet, catalog=catalog,
+                                   source=[d for d in domains if d.name in source] if source else None)
     md = Path(args.out) / "evaluation.md"
     print(md.read_text() if md.exists() else json.dumps(result.get("summary", {}), indent=2))
     print(f"evaluation: {args.out}")

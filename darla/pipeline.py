@@ -320,9 +320,8 @@ def check_policy_config(config: RunConfig) -> None:
     try:
         check_algo(config.policy.algo, config.policy.algo_kwargs, config.policy.policy_kwargs, policy=policy)
         if len(ACTION_SPACES.get(config.policy.algo, ())) < 4:
-            import gymnasium
-
-            env = gymnasium.make(ENV_ID, domain=config.train_domains, **env_kwargs(config))
+            catalog = domain_catalog(config)
+            env = catalog.make(catalog.resolve(config.train_domains))
             try:
                 check_algo(config.policy.algo, action_space=env.action_space, policy=policy)
             finally:

@@ -102,6 +102,19 @@ def rewrite_report(run_dir: Path) -> Path:
     return _render(Path(run_dir), json.loads(path.read_text()))
 
 
+def _env_line(env: dict[str, Any], evaluation: dict[str, Any]) -> str:
+    """The env part of the report's first line: SeekAvoid's layout, or any other env's id and its domains."""
+    from darla.config import DEFAULT_ENV_ID
+
+    env_id = env.get("id", DEFAULT_ENV_ID)  # configs written before env.id existed are SeekAvoid's
+    if env_id == DEFAULT_ENV_ID:
+        return f"layout `{env['layout']}`"
+    source, target = evaluation.get("source") or [], evaluation.get("target") or []
+    kwargs = f" {json.dumps(env['kwargs'], sort_keys=True)}" if env.get("kwargs") else ""
+    return (f"env `{env_id}`{kwargs} (source domains: {', '.join(source) or '–'}; target domains: "
+            f"{', '.join(target) or '–'})")
+
+
 def _render(run_dir: Path, inputs: dict[str, Any]) -> Path:
     import yaml
 
@@ -121,7 +134,8 @@ def _render(run_dir: Path, inputs: dict[str, Any]) -> Path:
     lines = ["# darla run report", ""]
     lines += [f"Vision: **{summary['vision_model']}**, policy: **{cfg['policy']['algo']}** "
               f"({cfg['policy']['mode']}), {cfg['policy']['steps']:,} env steps × {len(cfg['policy']['seeds'])} "
-              f"seed(s), layout `{cfg['env']['layout']}`, {cfg['env']['obs_size']}×{cfg['env']['obs_size']} frames.", ""]
+              f"seed(s), {_env_line(cfg['env'], evaluation)}, {cfg['env']['obs_size']}×{cfg['env']['obs_size']} "
+              "frames.", ""]
     lines += ["## Zero-shot transfer", ""]
     for key in ("source", "target", "ratio"):
         if key in summary:

@@ -334,7 +334,7 @@ def resolve_domains(spec: str | Domain | Iterable[str | Domain]) -> list[Domain]
     Two different domains with the same name raise ``ValueError`` (names identify domains in reports).
     """
     items: Sequence[Any]
-    if isinstance(spec, (str, Domain)):
+    if isinstance(spec, (str, Domain, dict)):  # one domain's mapping too (a DomainSpec's ``domain`` kwarg)
         items = [spec]
     else:
         try:

@@ -373,7 +373,10 @@ def test_train_policy_cli_takes_any_env_algo_and_policy_kwargs_and_refuses_bad_y
                  "{net_arch: [8], activation_fn: Tanh}", "--frame-stack", "2", "--steps", "32", "--n-envs", "1",
                  "--out", str(out)]) == 0
     meta = json.loads((out / "policy.json").read_text())
-    assert (meta["algo"], meta["env_id"], meta["frame_stack"]) == ("a2c", ENV_ID, 2)
+    # the env `darla run` trains in too: the env's domain by value, frames resized to the default 64
+    assert (meta["algo"], meta["env_id"], meta["frame_stack"]) == ("a2c", "darla/Domains-v0", 2)
+    assert meta["env_kwargs"] == {"domain": [{"name": "default", "env_id": ENV_ID, "kwargs": {"size": 36},
+                                              "wrappers": []}], "obs_size": 64, "channels": 3}
     assert meta["policy_kwargs"] == {"net_arch": [8], "activation_fn": "torch.nn.Tanh"}
     assert meta["algo_kwargs"]["n_steps"] == 8
     err = _one_line_refusal(["-q", "train-policy", "--mode", "pixels", "--env", ENV_ID, "--policy-kwargs",
@@ -388,10 +391,12 @@ def test_darla_evaluate_runs_a_foreign_zip_on_an_env_id_with_a_shift(tmp_path):
                  "--env-kwargs", "{max_steps: 3}", "--shift", "brightness=0.5", "--episodes", "3", "--seed", "7",
                  "--out", str(out)]) == 0
     result = json.loads((out / "evaluation.json").read_text())
-    assert result["domains"] == [ENV_ID, f"{ENV_ID}+brightness=0.5"] and result["source"] == [ENV_ID]
+    # the env's generic domain 'default' is the source; the shift is a target of its own
+    assert result["domains"] == ["default", "default+brightness=0.5"] and result["source"] == ["default"]
+    assert result["target"] == ["default+brightness=0.5"]
     direct = zero_shot_evaluate([original], [ENV_ID], env_factory=lambda d: gym.make(ENV_ID, max_steps=3),
                                 episodes=3, seed=7, progress=False, n_boot=10)
-    assert result["returns"][ENV_ID] == direct["returns"][ENV_ID]
+    assert result["returns"]["default"] == direct["returns"][ENV_ID]
 
 
 def test_darla_evaluate_runs_a_foreign_zip_on_seekavoid_domains_and_names_a_wrong_algo(tmp_path, capsys):
@@ -414,7 +419,7 @@ def test_darla_evaluate_honours_the_env_id_in_policy_json(tiny_checkpoint, tmp_p
                        out_dir=tmp_path / "p", algo_kwargs=dict(n_steps=32, batch_size=32, n_epochs=1), progress=False)
     assert main(["-q", "evaluate", "--policy", str(out), "--episodes", "2", "--out", str(tmp_path / "e")]) == 0
     result = json.loads((tmp_path / "e" / "evaluation.json").read_text())
-    assert result["domains"] == [ENV_ID] and np.asarray(result["lengths"][ENV_ID]).max() <= 3
+    assert result["domains"] == ["default"] and np.asarray(result["lengths"]["default"]).max() <= 3
 
 
 # -- planted payloads --------------------------------------------------------------------------------

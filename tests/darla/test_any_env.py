@@ -90,7 +90,13 @@ def _darla(*args, cwd):
                           cwd=cwd, timeout=600)
 
 
-def test_cli_runs_all_three_stages_on_a_box_action_env_without_factors(tmp_path, domains_file):
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """``darla run`` on the toy env (Box actions, frames from render(), no factors), tiny budget: its directory,
+    the domains file and the run's stderr."""
+    tmp_path = tmp_path_factory.mktemp("toy_run")
+    domains_file = tmp_path / "domains.yaml"
+    domains_file.write_text(yaml.safe_dump(DOMAINS))
     config = {
         "env": {"id": SQUARES_ID, "domains": str(domains_file)},
         "collect": {"frames": 200, "workers": 1},
@@ -101,7 +107,12 @@ def test_cli_runs_all_three_stages_on_a_box_action_env_without_factors(tmp_path,
     (tmp_path / "my_env.yaml").write_text(yaml.safe_dump(config))
     proc = _darla("run", "--config", "my_env.yaml", "--out", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "no ground-truth factors" in proc.stderr  # the one-line note, not an error
+    return tmp_path, domains_file, proc.stderr
+
+
+def test_cli_runs_all_three_stages_on_a_box_action_env_without_factors(toy_run):
+    tmp_path, _, stderr = toy_run
+    assert "no ground-truth factors" in stderr  # the one-line note, not an error
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
     assert "source" in summary and "target" in summary
@@ -112,6 +123,10 @@ def test_cli_runs_all_three_stages_on_a_box_action_env_without_factors(tmp_path,
     assert [d["name"] for d in policy["env_kwargs"]["domain"]] == ["plain"]
     assert list((run / "stages").glob("vision-*/traversal.png"))
     assert not list((run / "stages").glob("vision-*/probe.md"))  # no factors: no probe
+    # the report names the env and its domains, not SeekAvoid's layout
+    first = (run / "report.md").read_text().splitlines()[2]
+    assert f"env `{SQUARES_ID}`" in first and "source domains: plain; target domains: hue, conv" in first
+    assert "layout" not in first
     # a rerun reuses every stage
     again = _darla("run", "--config", "my_env.yaml", "--out", "run", cwd=tmp_path)
     assert again.returncode == 0 and again.stderr.count("reusing") >= 3
@@ -123,3 +138,130 @@ def test_cli_collect_takes_an_env_and_a_domains_file(tmp_path, domains_file):
     assert proc.returncode == 0, proc.stderr[-2000:]
     meta = json.loads((tmp_path / "data" / "meta.json").read_text())
     assert meta["env_id"] == SQUARES_ID and meta["frame_shape"] == [16, 16, 3] and meta["domains"] == ["plain"]
+
+
+# -- stages 2 and 3 on any env through the CLI ---------------------------------------------------------------
+def _main(*argv) -> int:
+    from darla.cli import main
+
+    return main(["-q", *map(str, argv)])
+
+
+def _one_line_error(capsys, *argv) -> str:
+    capsys.readouterr()
+    assert _main(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_evaluate_cli_remakes_a_runs_domains_and_adds_shift_targets(toy_run, tmp_path):
+    run_dir, domains_file, _ = toy_run
+    stages = run_dir / "run" / "stages"
+    policy = next(stages.glob("policy-s0-*"))
+    run_eval = json.loads(next(stages.glob("evaluate-*/evaluation.json")).read_text())
+    # policy.json records darla/Domains-v0 with the domains by value: no catalog or domains file needed
+    assert _main("evaluate", "--policy", policy, "--shift", "hue=90", "--episodes", 2, "--out", tmp_path / "a") == 0
+    result = json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    assert result["domains"] == ["plain", "plain+hue=90"]
+    assert result["source"] == ["plain"] and result["target"] == ["plain+hue=90"] and "plain+hue=90" in result["ratios"]
+    assert result["returns"]["plain"] == run_eval["returns"]["plain"]  # the env the run evaluated, remade exactly
+    # plus the targets of a domains file, named like the run's; a shift of any registry wrapper, by mapping
+    assert _main("evaluate", "--policy", policy, "--domains", domains_file, "--shift",
+                 "random_conv={seed: 3, per_episode: false}", "--episodes", 2, "--out", tmp_path / "b") == 0
+    result = json.loads((tmp_path / "b" / "evaluation.json").read_text())
+    assert result["domains"] == ["plain", "hue", "conv", "plain+random_conv={seed:3/per_episode:false}"]
+    assert result["target"] == result["domains"][1:]
+    for name in ("plain", "hue", "conv"):
+        assert result["returns"][name] == run_eval["returns"][name]
+    # the shifted target of the mapping renders exactly the file's 'conv' domain (same wrapper, same seed)
+    assert result["returns"]["plain+random_conv={seed:3/per_episode:false}"] == result["returns"]["conv"]
+
+
+def test_shift_flags_map_onto_the_wrapper_registry_and_bad_ones_fail_in_one_line(toy_run, capsys):
+    import numpy as np
+
+    from darla.cli import build_parser
+    from darla.commands import _policy_record, evaluation_setup
+
+    run_dir, _, _ = toy_run
+    policy = next((run_dir / "run" / "stages").glob("policy-s0-*"))
+    args = build_parser().parse_args(["evaluate", "--policy", str(policy), "--out", "x", "--shift", "hue=90",
+                                      "--shift", "tint=1.0,0.8,0.6", "--shift", "noise=20"])
+    setup = evaluation_setup(args, [_policy_record(policy)], [policy])
+    by_name = {d.name: d for d in setup["domains"]}
+    assert list(by_name) == ["plain", "plain+hue=90", "plain+tint=1.0/0.8/0.6", "plain+noise=20"]
+    assert by_name["plain+hue=90"].wrappers == ({"name": "hue_shift", "degrees": 90},)
+    assert by_name["plain+tint=1.0/0.8/0.6"].wrappers == ({"name": "color_tint", "rgb": [1.0, 0.8, 0.6]},)
+    assert by_name["plain+noise=20"].wrappers == ({"name": "texture_noise", "amplitude": 20},)
+    frames = {}
+    for name in ("plain", "plain+hue=90"):
+        env = setup["catalog"].make([by_name[name]])
+        frames[name] = env.reset(seed=0)[0]
+        env.close()
+    assert frames["plain"].shape == frames["plain+hue=90"].shape == (64, 64, 3)  # the run's obs_size
+    assert not np.array_equal(frames["plain"], frames["plain+hue=90"])
+    assert "NAME a wrapper" in _one_line_error(capsys, "evaluate", "--policy", policy, "--shift", "sepia=1",
+                                               "--out", "x")
+    assert "degrees must be a finite number" in _one_line_error(capsys, "evaluate", "--policy", policy, "--shift",
+                                                                "hue=abc", "--out", "x")
+
+
+def test_evaluate_cli_runs_a_foreign_sb3_zip_on_an_env_id_and_a_domains_file(tmp_path, domains_file):
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    from agents.evaluate import zero_shot_evaluate
+
+    kwargs = {"image_obs": True, "height": 16, "width": 16}
+    env = gym.make(SQUARES_ID, **kwargs)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, policy_kwargs={"net_arch": [8]})
+    model.learn(32)
+    model.save(tmp_path / "mine.zip")  # SB3's own format, read back without unpickling
+    assert _main("evaluate", "--policy", tmp_path / "mine.zip", "--algo", "ppo", "--env", SQUARES_ID,
+                 "--env-kwargs", json.dumps(kwargs), "--domains", domains_file, "--episodes", 2, "--seed", 3,
+                 "--out", tmp_path / "e") == 0
+    result = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert result["domains"] == ["plain", "hue", "conv"]
+    assert result["source"] == ["plain"] and result["target"] == ["hue", "conv"]  # the file's splits
+    direct = zero_shot_evaluate([model], ["plain"], env_factory=lambda d: gym.make(SQUARES_ID, **kwargs),
+                                episodes=2, seed=3, progress=False, n_boot=10)
+    assert result["returns"]["plain"] == direct["returns"]["plain"]  # the env's own frames, not resized
+
+
+def test_train_policy_cli_on_any_env_trains_in_the_source_split_of_a_domains_file(tmp_path, domains_file, capsys):
+    out = tmp_path / "p"
+    assert _main("train-policy", "--mode", "pixels", "--env", SQUARES_ID, "--domains", domains_file, "--steps", 32,
+                 "--n-envs", 1, "--algo-kwargs", "{n_steps: 16, batch_size: 16, n_epochs: 1}", "--out", out) == 0
+    meta = json.loads((out / "policy.json").read_text())
+    assert meta["env_id"] == "darla/Domains-v0" and meta["env_kwargs"]["obs_size"] == 64
+    assert [(d["name"], d["env_id"]) for d in meta["env_kwargs"]["domain"]] == [("plain", SQUARES_ID)]
+    err = _one_line_error(capsys, "train-policy", "--mode", "pixels", "--env", SQUARES_ID, "--domains",
+                          f"{domains_file},plain,hue", "--steps", 32, "--n-envs", 1, "--out", tmp_path / "q")
+    assert "held-out target domain(s) hue" in err
+    # evaluated on its recorded domain plus the file's target split
+    assert _main("evaluate", "--policy", out, "--domains", f"{domains_file},target", "--episodes", 1,
+                 "--out", tmp_path / "e") == 0
+    result = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert result["domains"] == ["plain", "hue", "conv"] and result["source"] == ["plain"]
+
+
+def test_algorithm_checks_make_the_configured_envs_domains(domains_file):
+    from darla.pipeline import check_policy_config
+
+    check_policy_config(load_config(None, [f"env.id={SQUARES_ID}", "policy.algo=sac"]))  # Box actions: SAC fits
+    with pytest.raises(ConfigError, match="'policy.algo' = 'dqn'.*needs Discrete actions.*Box"):
+        check_policy_config(load_config(None, [f"env.id={SQUARES_ID}", f"env.domains={domains_file}",
+                                               "policy.algo=dqn"]))
+    check_policy_config(load_config(None, [f"env.id={SQUARES_ID}", "env.kwargs.continuous=false", "policy.algo=dqn"]))
+
+
+def test_train_vision_icf_on_a_generic_env_needs_the_domains_file_of_its_data(tmp_path, domains_file, capsys):
+    assert _main("collect", "--out", tmp_path / "data", "--frames", 40, "--workers", 1, "--obs-size", 16, "--env",
+                 SQUARES_ID, "--env-kwargs", "{continuous: false}", "--domains", domains_file) == 0
+    argv = ["train-vision", "--model", "icf", "--data", tmp_path / "data", "--steps", 2, "--batch-size", 8,
+            "--out", tmp_path / "icf"]
+    err = _one_line_error(capsys, *argv)
+    assert "icf" in err and "plain" in err and "--domains FILE" in err
+    assert _main(*argv, "--domains", domains_file) == 0
+    assert (tmp_path / "icf" / "model").is_dir()

@@ -137,3 +137,16 @@ def test_evaluate_a_trained_policy_on_a_user_defined_yaml_domain(tiny_run, tmp_p
     result = json.loads((out / "evaluation.json").read_text())
     assert "A-lowcam-custom" in json.dumps(result["summary"])
     assert "A-lowcam-custom" in (out / "evaluation.md").read_text()
+
+
+def test_evaluate_a_seekavoid_policy_with_a_shift_of_the_wrapper_registry(tiny_run, tmp_path):
+    (policy,) = [p for p in (tiny_run / "stages").iterdir() if p.name.startswith("policy-s0")]
+    out = tmp_path / "eval"
+    assert main(["-q", "evaluate", "--policy", str(policy), "--domains", "A-default", "--shift", "brightness=0.5",
+                 "--episodes", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    sources = ["A-default", "B-default", "B-changed"]  # the run's source split, recorded in policy.json
+    assert result["source"] == sources and result["target"] == [f"{n}+brightness=0.5" for n in sources]
+    run_eval = json.loads(next((tiny_run / "stages").glob("evaluate-*/evaluation.json")).read_text())
+    # A-default rendered by the SeekAvoid provider as in the run (first episode seed 10000 in both)
+    assert result["returns"]["A-default"][0][0] == run_eval["returns"]["A-default"][0][0]
