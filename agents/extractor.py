@@ -17,7 +17,7 @@ SB3 traps handled here:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from gymnasium import spaces
@@ -56,12 +56,12 @@ class FrozenVisionExtractor(BaseFeaturesExtractor):
         x = to_tensor(observations, observations.device, channels_first=self.channels_first)
         return encode(self.vision, x)  # (B, feature_dim), no grad
 
-    def train(self, mode: bool = True) -> "FrozenVisionExtractor":
+    def train(self, mode: bool = True) -> FrozenVisionExtractor:
         super().train(mode)
         self.vision.eval()
         return self
 
-    def apply(self, fn: Callable[[nn.Module], None]) -> "FrozenVisionExtractor":
+    def apply(self, fn: Callable[[nn.Module], None]) -> FrozenVisionExtractor:
         # SB3 ActorCriticPolicy._build: ortho_init applies init_weights to the features extractor;
         # the frozen vision keeps the weights it was trained with.
         fn(self)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from vision.checkpoint import checkpoint_id
 
 logger = logging.getLogger(__name__)
 
-VisionLike = Union[str, os.PathLike, VisionModel]
+VisionLike = str | os.PathLike | VisionModel
 
 
 def freeze(model: VisionModel) -> VisionModel:

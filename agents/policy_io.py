@@ -263,7 +263,7 @@ def load_policy_tensors(model: BaseAlgorithm, tensors: dict[str, torch.Tensor], 
     loaded_storage = {state[k].untyped_storage().data_ptr() for k in tensors}
     prefixes = _vision_prefixes(policy)
     missing = [k for k in state if k not in tensors and not any(k.startswith(p) for p in prefixes)
-               and not (state[k].untyped_storage().data_ptr() in loaded_storage)]
+               and state[k].untyped_storage().data_ptr() not in loaded_storage]
     if missing:
         raise PolicyLoadError(f"{where} lacks weights of the rebuilt policy ({', '.join(missing[:4])}"
                               f"{'...' if len(missing) > 4 else ''}): {fix}")
@@ -608,7 +608,7 @@ def _read_sb3_zip(path: str | os.PathLike, where: str) -> tuple[dict[str, Any], 
         raise PolicyLoadError(f"{where}: its data entry is not a JSON object; not an SB3 model.save file")
     try:
         state = torch.load(io.BytesIO(pth), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (UnpicklingError for any non-weights object; any failure = refuse)
+    except Exception as e:
         raise PolicyLoadError(f"{where}: policy.pth is not a plain weights file ({type(e).__name__}); darla loads "
                               "weights only (torch.load(weights_only=True)) and refuses anything else") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)

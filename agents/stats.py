@@ -11,8 +11,8 @@ arguments and an explicit ``numpy.random.Generator``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Callable, Literal
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
-__all__ = ["file_mode", "temp_path", "fsync_replace", "fsync_dir", "atomic_write_bytes", "atomic_write_text",
-           "atomic_open", "remove_temp_files"]
+__all__ = [
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "file_mode",
+    "fsync_dir",
+    "fsync_replace",
+    "remove_temp_files",
+    "temp_path",
+]
 
 
 def file_mode() -> int:

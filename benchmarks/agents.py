@@ -52,12 +52,13 @@ RESULT = Path(__file__).resolve().parent / "results" / "agents.json"
 def pick_env(obs_size: int) -> tuple[str, dict]:
     """SeekAvoid ``choice`` from ``envs`` if it is there, else miniworld's OneRoom, both ``obs_size`` square."""
     try:
-        import envs  # noqa: F401
         import gymnasium as gym
+
+        import envs  # noqa: F401
 
         gym.make("darla/SeekAvoid-v0", domain="source", layout="choice", obs_size=obs_size).close()
         return "darla/SeekAvoid-v0", {"domain": "source", "layout": "choice", "obs_size": obs_size}
-    except Exception as e:  # noqa: BLE001 - any failure means: fall back to plain miniworld
+    except Exception as e:
         logging.warning("SeekAvoid unavailable (%s); using MiniWorld-OneRoom-v0", e)
         import miniworld  # noqa: F401
 

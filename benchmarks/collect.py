@@ -38,10 +38,10 @@ os.environ.setdefault("PYGLET_HEADLESS", "1")
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import gymnasium  # noqa: E402
+import miniworld  # noqa: E402,F401  (registers MiniWorld-OneRoom-v0)
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402,F401
-import miniworld  # noqa: E402,F401  (registers MiniWorld-OneRoom-v0)
 
 RESULT = Path(__file__).resolve().parent / "results" / "collect.json"
 

@@ -82,7 +82,7 @@ def worker(kind: str, name: str, frames_path: str, steps: int, batch_size: int, 
     """One measurement in this (fresh) process: seconds, minor page faults and system time of ``steps``."""
     import vision.train as vt
 
-    frames = np.load(frames_path, mmap_mode="r")
+    frames = np.load(frames_path, mmap_mode="r", allow_pickle=False)
     n, size = len(frames), frames.shape[1]
     torch.manual_seed(seed)
     model = build(name, size)

@@ -54,7 +54,7 @@ def rliable_library() -> Any | None:
         from rliable import library
 
         return library
-    except Exception as e:  # noqa: BLE001 - ImportError, or the TypeError of an arch/pandas mismatch
+    except Exception as e:
         logger.info("rliable unavailable (%s: %s); using agents.stats", type(e).__name__, e)
         return None
 

@@ -4,8 +4,8 @@ a ground-truth factor dataset."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

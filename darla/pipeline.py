@@ -15,9 +15,10 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from darla.config import ConfigError, RunConfig, stage_key
 from vision.checkpoint import atomic_write_bytes

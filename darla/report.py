@@ -258,11 +258,10 @@ def traversal_with_latent_table(model, data, out_png: Path, seed: int = 0, max_l
     the ground-truth factors each correlates with most (on frames where the factor is visible)."""
     import numpy as np
 
-    from vision.probe import latent_factor_report
-    from vision.traverse import latent_scores, traverse
-    from vision.train import encode_frames
-
     import vision
+    from vision.probe import latent_factor_report
+    from vision.train import encode_frames
+    from vision.traverse import latent_scores, traverse
 
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(data), size=min(sample, len(data)), replace=False))

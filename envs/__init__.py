@@ -11,11 +11,15 @@ import os
 
 os.environ.setdefault("PYGLET_HEADLESS", "1")
 
-import gymnasium  # noqa: E402
+import gymnasium
 
-from envs.factors import (  # noqa: E402
-    FactorDataset, GridFactorDataset, factor_dataset, grid_dataset, list_factor_datasets,  # noqa: F401
-    register_factor_dataset,  # noqa: F401
+from envs.factors import (
+    FactorDataset,
+    GridFactorDataset,
+    factor_dataset,
+    grid_dataset,
+    list_factor_datasets,
+    register_factor_dataset,
 )
 
 if "darla/SeekAvoid-v0" not in gymnasium.registry:
@@ -24,22 +28,44 @@ if "darla/Domains-v0" not in gymnasium.registry:
     gymnasium.register(id="darla/Domains-v0", entry_point="envs.spec:make_domains_env", disable_env_checker=True)
 
 # Shared file: each module appends its own export line below.
-from envs.dsprites import DSprites  # noqa: E402,F401
-from envs.collect import collect_frames  # noqa: E402,F401
-from envs.domains import (  # noqa: E402,F401
-    Domain, RoomStyle, get_domain, get_split, is_source_split, list_domains, list_splits, load_domains_yaml,
+from envs.collect import collect_frames
+from envs.domains import (
+    Domain,
+    RoomStyle,
+    get_domain,
+    get_split,
+    is_source_split,
+    list_domains,
+    list_splits,
+    load_domains_yaml,
     resolve_domains,
 )
-from envs.wrappers import (  # noqa: E402,F401
-    WRAPPERS, Background, Brightness, ColorJitter, ColorTint, Crop, FrameResize, HueShift, RandomConv, Shift,
-    TextureNoise, apply_wrapper,
+from envs.dsprites import DSprites
+from envs.spec import (
+    DomainCatalog,
+    DomainSpec,
+    Provider,
+    make_domains_env,
+    provider_of,
+    register_provider,
 )
-from envs.spec import (  # noqa: E402,F401
-    DomainCatalog, DomainSpec, Provider, make_domains_env, provider_of, register_provider,
+from envs.wrappers import (
+    WRAPPERS,
+    Background,
+    Brightness,
+    ColorJitter,
+    ColorTint,
+    Crop,
+    FrameResize,
+    HueShift,
+    RandomConv,
+    Shift,
+    TextureNoise,
+    apply_wrapper,
 )
 
 register_provider("darla/SeekAvoid-v0", "envs.seekavoid_provider:SeekAvoidProvider")
-from envs.seekavoid_factors import SeekAvoidFactors  # noqa: E402,F401  (registers "seekavoid-factors")
+from envs.seekavoid_factors import SeekAvoidFactors  # noqa: E402  (registers "seekavoid-factors")
 
 
 def __getattr__(name: str):

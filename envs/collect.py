@@ -42,9 +42,10 @@ import multiprocessing as mp
 import os
 import queue as queue_lib
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -480,7 +481,7 @@ def _assemble(out: Path, tasks: list[_ChunkTask], frame_shape: tuple[int, ...], 
                 raise RuntimeError(f"chunk {t.path} vanished or is corrupt during assembly; rerun to render it again")
             for name, (_, _, key) in specs.items():
                 arrays[name][t.start:t.start + t.length] = chunk[key]
-        for name, arr in arrays.items():
+        for arr in arrays.values():
             arr.flush()
         del arrays, arr
         for name, tmp in tmps.items():

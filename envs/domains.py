@@ -35,9 +35,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 RGB = tuple[float, float, float]
 Range = tuple[float, float]
@@ -95,7 +96,7 @@ class RoomStyle:
                 raise ValueError(f"room style '{self.name}': unknown {f} {getattr(self, f)!r}; valid: {', '.join(PATTERNS)}")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RoomStyle":
+    def from_dict(cls, d: dict[str, Any]) -> RoomStyle:
         _check_keys(d, {f.name for f in dataclasses.fields(cls)}, "room style")
         return cls(**{"name": "custom", **d})
 
@@ -213,7 +214,7 @@ class Domain:
         return PAIRS[self.pair]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Domain":
+    def from_dict(cls, d: dict[str, Any]) -> Domain:
         """Build a domain from a plain mapping (the YAML schema in the module docstring)."""
         if not isinstance(d, dict):
             raise ValueError(f"a domain must be a mapping with at least 'name', got {d!r}")
@@ -443,7 +444,21 @@ def held_out_domains(domains: Sequence[Any]) -> list[str]:
 SEEKAVOID_ID = "darla/SeekAvoid-v0"
 
 __all__ = [
-    "PATTERNS", "RoomStyle", "ROOM_STYLES", "ObjectSpec", "ObjectPair", "PAIRS", "Domain", "get_room_style",
-    "get_domain", "list_domains", "get_split", "list_splits", "resolve_domains", "load_domains_yaml",
-    "dump_domains_yaml", "held_out_domains", "SEEKAVOID_ID",
+    "PAIRS",
+    "PATTERNS",
+    "ROOM_STYLES",
+    "SEEKAVOID_ID",
+    "Domain",
+    "ObjectPair",
+    "ObjectSpec",
+    "RoomStyle",
+    "dump_domains_yaml",
+    "get_domain",
+    "get_room_style",
+    "get_split",
+    "held_out_domains",
+    "list_domains",
+    "list_splits",
+    "load_domains_yaml",
+    "resolve_domains",
 ]

@@ -11,14 +11,15 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-_FACTOR_DATASETS: dict[str, Callable[..., "FactorDataset"]] = {}
+_FACTOR_DATASETS: dict[str, Callable[..., FactorDataset]] = {}
 
 
 class FactorDataset:

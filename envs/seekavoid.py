@@ -26,8 +26,9 @@ import contextlib
 import io
 import logging
 import math
-from functools import lru_cache
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -138,7 +139,7 @@ def pattern_image(pattern: str, size: int = _TEX_SIZE) -> np.ndarray:
     return img
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern_texture(pattern: str) -> Texture:
     """An OpenGL texture of :func:`pattern_image` (grey; the room multiplies it by its colour).
 
@@ -257,7 +258,7 @@ def _rings_to_triangles(rings: list[list[np.ndarray]], bottom: Any, top: Any) ->
     return tris
 
 
-@lru_cache(maxsize=None)
+@cache
 def shape_mesh(shape: str, width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
     """Flat-shaded mesh of a shape: ``vertices (T, 3, 3)`` counter-clockwise seen from outside (miniworld
     culls back faces) and ``normals (T, 3)``. The shape stands on y = 0, centred on the y axis.
@@ -430,12 +431,12 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         domain: Any = "A-default",
         layout: str = "choice",
         obs_size: int = 64,
-        max_steps: Optional[int] = None,
+        max_steps: int | None = None,
         num_objects: int = 3,
         forward_step: float = 0.25,
         turn_step: float = 20.0,
         render_size: int = 256,
-        render_mode: Optional[str] = None,
+        render_mode: str | None = None,
     ):
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
@@ -459,12 +460,12 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         self.num_objects = int(num_objects)
         self.forward_step = float(forward_step)
         self.turn_step = float(turn_step)
-        self._streams: Optional[tuple[np.random.Generator, ...]] = None
-        self._forced_domain: Optional[Domain] = None
+        self._streams: tuple[np.random.Generator, ...] | None = None
+        self._forced_domain: Domain | None = None
         self.domain: Domain = self.domains[0]
         self.objects: list[SeekObject] = []
         self._scene: dict[str, Any] = {}
-        self._static_list: Optional[int] = None  # this env's display list of its static scene
+        self._static_list: int | None = None  # this env's display list of its static scene
         utils.EzPickle.__init__(self, domain, layout, obs_size, max_steps, num_objects, forward_step, turn_step,
                                 render_size, render_mode)
         # miniworld prints "Falling back to num_samples=4" for each frame buffer on headless GL: noise in
@@ -528,12 +529,12 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         super().close()
 
     # ------------------------------------------------------------------------------------- seeding
-    def _seed_streams(self, seed: Optional[int]) -> None:
+    def _seed_streams(self, seed: int | None) -> None:
         layout, appearance, domain = np.random.SeedSequence(seed).spawn(3)
         self._streams = (np.random.default_rng(layout), np.random.default_rng(appearance),
                          np.random.default_rng(domain))
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start an episode; ``options={"domain": name_or_Domain}`` forces the episode's domain."""
         if seed is not None or self._streams is None:
             self._seed_streams(seed)
@@ -694,8 +695,16 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         return {"domain": self.domain.name, "factors": self.factors()}
 
 
-__all__ = ["RENDER_REVISION", "SeekAvoidEnv", "SeekObject", "StyledRoom", "LAYOUTS", "SHAPES", "shape_mesh",
-           "pattern_image"]
+__all__ = [
+    "LAYOUTS",
+    "RENDER_REVISION",
+    "SHAPES",
+    "SeekAvoidEnv",
+    "SeekObject",
+    "StyledRoom",
+    "pattern_image",
+    "shape_mesh",
+]
 
 # Make sure `gymnasium.make("darla/SeekAvoid-v0")` works when this module is imported on its own.
 if "darla/SeekAvoid-v0" not in gymnasium.registry:

@@ -10,7 +10,8 @@ stream), exactly as before the generic core existed.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import gymnasium
 

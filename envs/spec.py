@@ -35,9 +35,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -107,7 +108,7 @@ class DomainSpec:
                 "wrappers": [dict(w) for w in self.wrappers]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], env_id: str | None = None) -> "DomainSpec":
+    def from_dict(cls, d: Mapping[str, Any], env_id: str | None = None) -> DomainSpec:
         """Build from a mapping (the schema in the module docstring); ``env_id`` is the default env id."""
         if not isinstance(d, Mapping):
             raise ValueError(f"a domain must be a mapping with at least 'name', got {d!r}")
@@ -223,7 +224,7 @@ class DomainMixture(gymnasium.Env):
         self._rng = np.random.default_rng()
         self._current = 0
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
             self._rng = np.random.default_rng(seed)
@@ -557,5 +558,16 @@ def describe_space(space: gymnasium.Space) -> str:
     return f"{type(space).__name__}{getattr(space, 'shape', '')}"
 
 
-__all__ = ["DOMAINS_ENV_ID", "DomainSpec", "DomainLabel", "DomainMixture", "Provider", "register_provider",
-           "provider_of", "is_source_split_name", "DomainCatalog", "make_domains_env", "is_image_space"]
+__all__ = [
+    "DOMAINS_ENV_ID",
+    "DomainCatalog",
+    "DomainLabel",
+    "DomainMixture",
+    "DomainSpec",
+    "Provider",
+    "is_image_space",
+    "is_source_split_name",
+    "make_domains_env",
+    "provider_of",
+    "register_provider",
+]

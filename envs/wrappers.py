@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import cv2
 import gymnasium
@@ -137,7 +138,7 @@ class TextureNoise(_ImageShift):
         shape = self.observation_space.shape
         return rng.integers(-self.amplitude, self.amplitude + 1, size=shape, dtype=np.int16)
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple[Any, dict]:
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         if seed is not None:
             self._rng = np.random.default_rng([self.seed, int(seed)])
         return super().reset(seed=seed, options=options)
@@ -177,7 +178,7 @@ class _SeededShift(_ImageShift):
         """Draw this shift's parameters (subclasses)."""
         raise NotImplementedError
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple[Any, dict]:
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         if self.per_episode:
             if seed is not None:
                 self._rng = np.random.default_rng([self.seed, int(seed)])
@@ -518,5 +519,19 @@ def apply_wrapper(env: gymnasium.Env, spec: Mapping[str, Any]) -> gymnasium.Env:
         raise ValueError(f"wrapper {spec['name']!r}: {e}") from None
 
 
-__all__ = ["HueShift", "ColorTint", "Brightness", "TextureNoise", "RandomConv", "ColorJitter", "Background", "Shift",
-           "Crop", "FrameResize", "WRAPPERS", "wrapper_params", "check_wrapper_spec", "apply_wrapper"]
+__all__ = [
+    "WRAPPERS",
+    "Background",
+    "Brightness",
+    "ColorJitter",
+    "ColorTint",
+    "Crop",
+    "FrameResize",
+    "HueShift",
+    "RandomConv",
+    "Shift",
+    "TextureNoise",
+    "apply_wrapper",
+    "check_wrapper_spec",
+    "wrapper_params",
+]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 os.environ.setdefault("PYGLET_HEADLESS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ Every module in ``vision/models/`` registers itself on import.
 import importlib
 import pkgutil
 
+from vision import models as _models
 from vision.base import (
     ConfigError,
     VisionConfig,
@@ -20,8 +21,6 @@ from vision.base import (
     to_tensor,
 )
 from vision.checkpoint import CheckpointError, load, save
-
-from vision import models as _models
 
 for _mod in pkgutil.iter_modules(_models.__path__):
     importlib.import_module(f"vision.models.{_mod.name}")

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-_REGISTRY: dict[str, type["VisionModel"]] = {}
+_REGISTRY: dict[str, type[VisionModel]] = {}
 
 
 class ConfigError(ValueError):

@@ -13,7 +13,7 @@ mean). Pure functions of arrays, like disentanglement_lib's metrics.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -208,7 +208,7 @@ def probe_transfer(
         return float(np.mean([e[side]["normalized"] for e in both])) if both else math.nan
 
     return {"factors": out, "mean_normalized": {"source": mean_of("source"), "target": mean_of("target")},
-            "n_source": int(len(fs)), "n_target": int(len(ft))}
+            "n_source": len(fs), "n_target": len(ft)}
 
 
 def select_task_factors(factor_names: Sequence[str], patterns: Sequence[str] = DEFAULT_TASK_PATTERNS) -> list[str]:

@@ -30,12 +30,12 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 os.environ.setdefault("PYGLET_HEADLESS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 log = logging.getLogger("results.metrics")
 
@@ -180,11 +180,10 @@ def train_and_score(args: argparse.Namespace, dataset: str, data, images: np.nda
                     seed: int) -> dict:
     """Train (or reuse) one model, score it with the supervised metrics (or reuse the JSON); return the record."""
     import vision
-    from vision.metrics import FAST_PARAMS, evaluate_metrics
-    from vision.train import train_vision
-
     from darla.metrics import memoised_representation, representation_of
     from envs import GridFactorDataset
+    from vision.metrics import FAST_PARAMS, evaluate_metrics
+    from vision.train import train_vision
 
     settings = run_settings(args, dataset, model_name, seed, len(images))
     path = result_path(args.out, dataset, model_name, seed)
@@ -254,9 +253,8 @@ def udr_of_seeds(data, records: list[dict], seed: int = 0, num_points: int = 100
     """UDR (Duan et al. 2020) across the seeds of one model: the same ``num_points`` images encoded by
     each, Lasso similarity, latents with KL ≤ 0.01 left out (the paper's filter)."""
     import vision
-    from vision.metrics import udr_from_codes
-
     from darla.metrics import representation_of
+    from vision.metrics import udr_from_codes
 
     rng = np.random.default_rng([seed, 2020])
     images = data.images(data.sample_factors(num_points, rng))

@@ -37,13 +37,14 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 os.environ.setdefault("PYGLET_HEADLESS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 log = logging.getLogger("results.transfer")
 
@@ -180,7 +181,7 @@ def vision_probe_transfer(checkpoint: Path, source, targets: dict, out_json: Pat
     src_rows = {k: v[idx] for k, v in source.probe_rows().items()}
     src_feats = _encode(model, source.frames[idx])
     names = list(source.factor_names)
-    record = {"checkpoint": rel, "factors": list(TASK_FACTORS), "source_rows": int(len(idx)), "targets": {}}
+    record = {"checkpoint": rel, "factors": list(TASK_FACTORS), "source_rows": len(idx), "targets": {}}
     for label, data in targets.items():
         result = probe_transfer(src_feats, src_factors, _encode(model, data.frames[:]), np.asarray(data.factors), names,
                                 probe=list(TASK_FACTORS), seed=seed, source_rows=src_rows,
@@ -324,8 +325,9 @@ def metric_vs_transfer_png(summary: dict, path: Path) -> Path:
     unique = dict(zip(labels, handles))
     fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    from vision.checkpoint import atomic_write_bytes
     import io
+
+    from vision.checkpoint import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)

@@ -68,20 +68,18 @@ def test_stage_keys_follow_the_domain_specs_of_a_domains_file(tmp_path, domains_
 def test_a_generic_env_without_targets_fails_before_training_naming_the_field():
     from darla.pipeline import evaluation_domains
 
-    config = load_config(None, [f"env.id={SQUARES_ID}"])
+    # load_config validates the domains, so the error comes before any stage (and at --print-config)
     with pytest.raises(ConfigError, match="'evaluate.domains' = 'source,target' is invalid: unknown domain or split "
                                           "'target'.*valid splits: source"):
-        evaluation_domains(config)
+        load_config(None, [f"env.id={SQUARES_ID}"])
     domains, source = evaluation_domains(load_config(None, [f"env.id={SQUARES_ID}", "evaluate.domains=source"]))
     assert [d.name for d in domains] == source == ["default"]
 
 
 def test_policies_cannot_train_in_a_target_domain_of_a_domains_file(domains_file):
-    from darla.pipeline import evaluation_domains
 
-    config = load_config(None, [f"env.id={SQUARES_ID}", f"env.domains={domains_file}", "policy.domains=plain,hue"])
-    with pytest.raises(ConfigError, match="held-out target domain\\(s\\) hue"):
-        evaluation_domains(config)
+    with pytest.raises(ConfigError, match="held-out target domain\\(s\\) hue"):  # at load_config already
+        load_config(None, [f"env.id={SQUARES_ID}", f"env.domains={domains_file}", "policy.domains=plain,hue"])
 
 
 def _darla(*args, cwd):
@@ -249,11 +247,12 @@ def test_train_policy_cli_on_any_env_trains_in_the_source_split_of_a_domains_fil
 def test_algorithm_checks_make_the_configured_envs_domains(domains_file):
     from darla.pipeline import check_policy_config
 
-    check_policy_config(load_config(None, [f"env.id={SQUARES_ID}", "policy.algo=sac"]))  # Box actions: SAC fits
+    check_policy_config(load_config(None, [f"env.id={SQUARES_ID}", "policy.algo=sac", "evaluate.domains=source"]))  # Box actions: SAC fits
     with pytest.raises(ConfigError, match="'policy.algo' = 'dqn'.*needs Discrete actions.*Box"):
         check_policy_config(load_config(None, [f"env.id={SQUARES_ID}", f"env.domains={domains_file}",
                                                "policy.algo=dqn"]))
-    check_policy_config(load_config(None, [f"env.id={SQUARES_ID}", "env.kwargs.continuous=false", "policy.algo=dqn"]))
+    check_policy_config(load_config(None, [f"env.id={SQUARES_ID}", "env.kwargs.continuous=false", "policy.algo=dqn",
+                                           "evaluate.domains=source"]))
 
 
 def test_train_vision_icf_on_a_generic_env_needs_the_domains_file_of_its_data(tmp_path, domains_file, capsys):

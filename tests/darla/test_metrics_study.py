@@ -8,7 +8,6 @@ import pytest
 
 from tests.scripts import load_script
 
-
 TINY_PARAMS = {
     "beta_vae": {"batch_size": 8, "num_train": 10, "num_eval": 5},
     "factor_vae": {"batch_size": 8, "num_train": 10, "num_eval": 5, "num_variance_estimate": 100},

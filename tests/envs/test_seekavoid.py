@@ -178,7 +178,7 @@ def test_first_frame_shows_floor_walls_in_room_colours(env):
 
 def test_first_frame_shows_both_objects(env):
     obs, _ = env.reset(seed=2, options={"domain": "B-default"})
-    for o in env.objects:
+    for _ in env.objects:
         f = env._info()["factors"]
         assert abs(f["good_angle"]) < math.radians(30) and abs(f["bad_angle"]) < math.radians(30)
     objects = list(env.objects)
@@ -219,7 +219,7 @@ def test_works_with_standard_wrappers_and_make_time_limit():
     e = gymnasium.wrappers.FrameStackObservation(gymnasium.wrappers.GrayscaleObservation(e), 2)
     obs, _ = e.reset(seed=0)
     assert obs.shape == (2, SIZE, SIZE)
-    for i in range(5):
+    for _ in range(5):
         obs, _, term, trunc, _ = e.step(TURN_LEFT)
     assert trunc and not term
     e.close()

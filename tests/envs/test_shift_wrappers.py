@@ -8,7 +8,15 @@ from gymnasium import spaces
 
 import envs  # noqa: F401
 from envs.wrappers import (
-    WRAPPERS, Background, ColorJitter, Crop, FrameResize, RandomConv, Shift, apply_wrapper, check_wrapper_spec,
+    WRAPPERS,
+    Background,
+    ColorJitter,
+    Crop,
+    FrameResize,
+    RandomConv,
+    Shift,
+    apply_wrapper,
+    check_wrapper_spec,
 )
 
 

@@ -8,7 +8,7 @@ frames from ``render()``, ground-truth factors in ``info`` or none, any frame si
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -32,7 +32,7 @@ class SquaresEnv(gymnasium.Env):
 
     def __init__(self, continuous: bool = True, image_obs: bool = False, factors: bool = False, height: int = 40,
                  width: int = 48, grey: bool = False, background: tuple = (30, 30, 30),
-                 render_mode: Optional[str] = None):
+                 render_mode: str | None = None):
         self.continuous, self.image_obs, self.with_factors = continuous, image_obs, factors
         self.h, self.w, self.grey = int(height), int(width), bool(grey)
         self.background = np.array(background, dtype=np.uint8)
@@ -60,7 +60,7 @@ class SquaresEnv(gymnasium.Env):
             return {}
         return {"factors": {"x": float(self.pos[0]), "y": float(self.pos[1]), "red": float(self.color[0])}}
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.pos = self.np_random.uniform(0, 1, size=2).astype(np.float32)
         self.color = self.np_random.integers(60, 256, size=3).astype(np.uint8)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import vision
-from vision.models.ae import occlusion_masks
 from tests.vision.conftest import bernoulli_floor, loss_falls
+from vision.models.ae import occlusion_masks
 
 
 @pytest.mark.parametrize("name", ["ae", "dae"])

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import vision
-from vision.models.beta_vae_dae import BetaVAEDAE
 from tests.vision.conftest import loss_falls
+from vision.models.beta_vae_dae import BetaVAEDAE
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import vision
-from vision.base import ConfigError
 from tests.vision.conftest import bernoulli_floor
+from vision.base import ConfigError
 from vision.models.dc_ign import clamp_to_batch_mean, factor_batch, one_factor_batch
 
 

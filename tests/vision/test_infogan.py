@@ -11,7 +11,6 @@ import vision
 from vision import to_tensor
 from vision.base import ConfigError
 
-
 TINY = dict(image_size=16, n_cat=1, cat_dim=4, n_cont=1, noise_dim=8)
 
 

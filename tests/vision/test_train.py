@@ -7,8 +7,8 @@ import torch
 
 import vision
 import vision.train as vt
-from vision.train import train_vision
 from tests.vision.conftest import blocks_frames
+from vision.train import train_vision
 
 
 class Frames:

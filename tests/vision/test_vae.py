@@ -1,10 +1,11 @@
 import math
+
 import pytest
 import torch
 
 import vision
-from vision.models.vae import BetaVAE, GaussianVAE
 from tests.vision.conftest import bernoulli_floor, loss_falls
+from vision.models.vae import BetaVAE, GaussianVAE
 
 
 def test_beta_vae_default_beta_is_four_and_vae_is_one():

@@ -32,7 +32,7 @@ reference points: FactorVAE metric — FactorVAE 0.82, β-VAE 0.63 (Kim & Mnih 2
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm

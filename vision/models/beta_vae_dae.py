@@ -125,7 +125,7 @@ class BetaVAEDAE(GaussianVAE):
         self._freeze_dae()
         self.dae_ready.fill_(True)
 
-    def train(self, mode: bool = True) -> "BetaVAEDAE":
+    def train(self, mode: bool = True) -> BetaVAEDAE:
         """Set train/eval mode on the β-VAE; the DAE stays in eval mode always."""
         super().train(mode)
         self.dae.eval()

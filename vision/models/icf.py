@@ -164,7 +164,10 @@ class ICF(DeterministicCode, VisionModel):
             probs = torch.softmax(logits.double(), -1).cpu().numpy()
             a = int(self._rng.choice(self.config.n_actions, p=probs / probs.sum()))
             obs, _, terminated, truncated, _ = self.env.step(a)
-            s.append(self._obs); ks.append(k); acts.append(a); s2.append(obs)
+            s.append(self._obs)
+            ks.append(k)
+            acts.append(a)
+            s2.append(obs)
             if terminated or truncated:
                 obs, _ = self.env.reset(seed=int(self._rng.integers(2**31)))
             self._obs = obs

@@ -68,9 +68,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -392,7 +393,7 @@ class SCAN(VisionModel):
         return visual
 
     @classmethod
-    def for_dataset(cls, visual: VisionModel | nn.Module, dataset: Any, **overrides: Any) -> "SCAN":
+    def for_dataset(cls, visual: VisionModel | nn.Module, dataset: Any, **overrides: Any) -> SCAN:
         """A SCAN over ``visual`` (kept by reference, frozen) with the vocabulary of ``dataset``, attached.
 
         :param visual: a trained visual model: ``encode(x) -> (mu, logvar)`` ``(B, K)``, ``decode(z)``;
@@ -414,7 +415,7 @@ class SCAN(VisionModel):
         model.attach_factor_dataset(dataset)
         return model
 
-    def train(self, mode: bool = True) -> "SCAN":
+    def train(self, mode: bool = True) -> SCAN:
         """Train/eval mode for the symbol VAE; the visual model stays frozen in eval mode."""
         super().train(mode)
         self.visual.eval()
