@@ -219,6 +219,21 @@ def _parameters(fn: Any) -> set[str]:
     return set(inspect.signature(fn).parameters)
 
 
+def algo_kwarg_names(algo: str) -> set[str]:
+    """The ``algo_kwargs`` names ``algo``'s constructor takes (those darla sets itself left out)."""
+    return _parameters(algo_class(algo).__init__) - _RESERVED
+
+
+def policy_kwarg_names(algo: str, policy: str = "MlpPolicy") -> set[str]:
+    """The ``policy_kwargs`` names of ``algo``'s ``policy`` class; SB3 policies pass ``**kwargs`` up, so every
+    named parameter along the class hierarchy counts."""
+    names: set[str] = set()
+    for klass in algo_class(algo).policy_aliases[policy].__mro__:
+        if "__init__" in vars(klass):
+            names |= _parameters(klass.__init__)
+    return names - _POLICY_RESERVED - {"args", "kwargs"}
+
+
 def check_algo(
     algo: str,
     algo_kwargs: dict[str, Any] | None = None,
@@ -247,18 +262,14 @@ def check_algo(
                          f"use another mode or algorithm (e.g. ppo)")
     akw = dict(algo_kwargs or {})
     nested = akw.pop("policy_kwargs", None)
-    valid = _parameters(cls.__init__) - _RESERVED
+    valid = algo_kwarg_names(algo)
     unknown = sorted(set(akw) - valid)
     if unknown:
         raise ValueError(f"unknown algo_kwargs {unknown} for '{algo}'; valid: {', '.join(sorted(valid))}")
     pkw = {**(nested or {}), **(policy_kwargs or {})}
     resolved = policy_kwargs_from_json(pkw)
     policy_cls = cls.policy_aliases[policy]
-    pvalid = set()
-    for klass in policy_cls.__mro__:  # SB3 policies pass **kwargs up; accept every named parameter
-        if "__init__" in vars(klass):
-            pvalid |= _parameters(klass.__init__)
-    pvalid -= _POLICY_RESERVED | {"args", "kwargs"}
+    pvalid = policy_kwarg_names(algo, policy)
     unknown = sorted(set(resolved) - pvalid)
     if unknown:
         raise ValueError(f"unknown policy_kwargs {unknown} for '{algo}' ({policy_cls.__name__}); "

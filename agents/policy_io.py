@@ -1,8 +1,9 @@
 """Policies on disk without pickle: ``policy.safetensors`` + ``policy.json``, and foreign SB3 zips read
 without unpickling.
 
-SB3's own ``model.save``/``Algo.load`` round trip goes through cloudpickle (the zip's ``data`` entry
-holds pickled classes, spaces and schedules), so a crafted ``policy.zip`` runs code when it is loaded.
+SB3's own save/load round trip (``model.save`` and its class loader) goes through cloudpickle (the zip's
+``data`` entry holds pickled classes, spaces and schedules), so a crafted ``policy.zip`` runs code when it is
+loaded.
 Darla instead writes
 
 * ``policy.safetensors`` — the SB3 policy's ``state_dict`` (no optimiser state: evaluation does not

@@ -321,13 +321,6 @@ def _algo_class(name: str) -> type:
         raise ConfigError(f"config field 'policy.algo' = {name!r} is invalid: {e}") from None
 
 
-def _signature_names(fn: Any, drop: tuple[str, ...]) -> list[str]:
-    import inspect
-
-    params = inspect.signature(fn).parameters.values()
-    return sorted(p.name for p in params if p.name not in drop and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-
-
 def _check_kwargs(field_name: str, kwargs: Any, valid: list[str], owner: str) -> None:
     _check(isinstance(kwargs, dict), field_name, kwargs, "a mapping of keyword arguments, e.g. {n_steps: 128}")
     for key in kwargs:
@@ -338,29 +331,28 @@ def _check_kwargs(field_name: str, kwargs: Any, valid: list[str], owner: str) ->
 
 def _validate_algo(config: RunConfig) -> None:
     """``policy.algo`` names an algorithm darla trains, ``policy.algo_kwargs`` are arguments of its SB3 class
-    and ``policy.policy_kwargs`` (where the config has it) arguments of its SB3 policy class.
+    and ``policy.policy_kwargs`` arguments of its SB3 policy class (the names come from :mod:`agents.algos`,
+    which training checks against too; a ``policy_kwargs`` inside ``algo_kwargs`` counts as policy kwargs).
 
     Then :func:`agents.algos.check_algo` has the last word: it knows the algorithms' own constraints (the
     class whitelist of ``policy_kwargs``, unsupported policies); its ``ValueError`` is reported here.
     """
+    from agents.algos import algo_kwarg_names, check_algo, policy_kwarg_names
+
     algo = config.policy.algo
     cls = _algo_class(algo)
     algo_kwargs = config.policy.algo_kwargs
-    _check_kwargs("policy.algo_kwargs", algo_kwargs, _signature_names(cls.__init__, ("self", "policy", "env")),
-                  f"stable_baselines3 {cls.__name__}")
+    _check(isinstance(algo_kwargs, dict), "policy.algo_kwargs", algo_kwargs,
+           "a mapping of keyword arguments, e.g. {n_steps: 128}")
+    nested = {k: v for k, v in algo_kwargs.items() if k != "policy_kwargs"}
+    _check_kwargs("policy.algo_kwargs", nested, sorted(algo_kwarg_names(algo)), f"stable_baselines3 {cls.__name__}")
     policy_kwargs = getattr(config.policy, "policy_kwargs", None)
-    if policy_kwargs:
-        alias = "CnnPolicy" if config.policy.mode == "pixels" else "MlpPolicy"
-        policy_cls = getattr(cls, "policy_aliases", {}).get(alias)
-        if policy_cls is not None:
-            _check_kwargs("policy.policy_kwargs", policy_kwargs, _signature_names(
-                policy_cls.__init__, ("self", "observation_space", "action_space", "lr_schedule")),
-                f"{cls.__name__}'s {alias} ({policy_cls.__name__})")
-    from agents.algos import check_algo
-
+    alias = "CnnPolicy" if config.policy.mode == "pixels" else "MlpPolicy"
+    if policy_kwargs and alias in cls.policy_aliases:
+        _check_kwargs("policy.policy_kwargs", policy_kwargs, sorted(policy_kwarg_names(algo, alias)),
+                      f"{cls.__name__}'s {alias} ({cls.policy_aliases[alias].__name__})")
     try:  # the algorithms' own constraints (class whitelist of policy_kwargs, recurrent/masked policies)
-        check_algo(algo, algo_kwargs=dict(algo_kwargs), policy_kwargs=dict(policy_kwargs or {}),
-                   policy="CnnPolicy" if config.policy.mode == "pixels" else "MlpPolicy")
+        check_algo(algo, algo_kwargs=dict(algo_kwargs), policy_kwargs=dict(policy_kwargs or {}), policy=alias)
     except ValueError as e:
         raise ConfigError(f"config field 'policy' is invalid for algo '{algo}': {e}") from None
 
