@@ -51,6 +51,7 @@ from envs.spec import (
 )
 from envs.wrappers import (
     WRAPPERS,
+    ActionRepeat,
     Background,
     Brightness,
     ColorJitter,

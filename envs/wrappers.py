@@ -14,6 +14,7 @@ a generator re-seeded by ``reset(seed=s)`` with ``(seed, s)``: the same seeds gi
 ``per_episode=False`` they draw once from ``seed`` (one fixed shift).
 
 :class:`FrameResize` turns frames of any ``H × W`` (RGB, RGBA or grey) into the vision's square input.
+:class:`ActionRepeat` (``action_repeat``, frame skip) is the one wrapper that acts on steps, not pixels.
 
 :data:`WRAPPERS` names every wrapper for YAML (``{name: hue_shift, degrees: 30}``); :func:`apply_wrapper`
 builds one from such a mapping.
@@ -458,6 +459,35 @@ class FrameResize(gymnasium.ObservationWrapper):
         return np.ascontiguousarray(x, dtype=np.uint8)
 
 
+# ------------------------------------------------------------------------------------------ actions
+class ActionRepeat(gymnasium.Wrapper):
+    """Frame skip: each action is applied for ``repeat`` env steps, their rewards summed; the observation,
+    ``terminated``/``truncated`` and ``info`` are those of the last step taken. The repeat stops early at the
+    end of an episode (a ``TimeLimit`` inside, e.g. ``gymnasium.make(..., max_episode_steps=N)``, counts env
+    steps, not decisions). Observation and action spaces are unchanged. The skipped frames are still
+    rendered by the env: it saves the policy's work per env step, not the env's.
+
+    Put it first in a domain's wrapper chain (``[{name: action_repeat, repeat: 4}, {name: hue_shift, ...}]``),
+    so the observation wrappers after it run once per decision, not once per env step.
+
+    :param env: any env
+    :param repeat: env steps per action, in [1, 1000] (1: unchanged)
+    """
+
+    def __init__(self, env: gymnasium.Env, repeat: int):
+        self.repeat = _check_int(repeat, "ActionRepeat: repeat", 1, 1000, "4")
+        super().__init__(env)
+
+    def step(self, action: Any):
+        total = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
 # ------------------------------------------------------------------------------------- registry
 #: Wrappers by their YAML name: ``{name: hue_shift, degrees: 30}`` → ``HueShift(env, degrees=30)``.
 WRAPPERS: dict[str, type[gymnasium.Wrapper]] = {
@@ -471,6 +501,7 @@ WRAPPERS: dict[str, type[gymnasium.Wrapper]] = {
     "shift": Shift,
     "crop": Crop,
     "resize": FrameResize,
+    "action_repeat": ActionRepeat,
 }
 
 
@@ -521,6 +552,7 @@ def apply_wrapper(env: gymnasium.Env, spec: Mapping[str, Any]) -> gymnasium.Env:
 
 __all__ = [
     "WRAPPERS",
+    "ActionRepeat",
     "Background",
     "Brightness",
     "ColorJitter",

@@ -196,3 +196,58 @@ def test_registry_builds_wrappers_from_yaml_mappings_and_names_bad_keys():
         check_wrapper_spec({"name": "brightness"})
     with pytest.raises(ValueError, match="wrapper 'brightness': Brightness: factor must be a number in"):
         apply_wrapper(_Frames(), {"name": "brightness", "factor": 9})
+
+
+class _Counter(gymnasium.Env):
+    """A frame whose pixels are the steps taken; reward 1 per step; terminates after ``end`` steps."""
+
+    def __init__(self, end=100):
+        self.end, self.t = end, 0
+        self.observation_space = spaces.Box(0, 255, (4, 4, 3), np.uint8)
+        self.action_space = spaces.Discrete(2)
+
+    def _frame(self):
+        return np.full((4, 4, 3), self.t, dtype=np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._frame(), {"t": 0}
+
+    def step(self, action):
+        self.t += 1
+        return self._frame(), 1.0, self.t >= self.end, False, {"t": self.t}
+
+
+def test_action_repeat_sums_rewards_returns_the_last_step_and_stops_at_the_episode_end():
+    env = apply_wrapper(_Counter(end=10), {"name": "action_repeat", "repeat": 4})
+    assert type(env).__name__ == "ActionRepeat" and "action_repeat" in WRAPPERS
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(1)
+    assert obs[0, 0, 0] == 4 and reward == 4.0 and not terminated and info["t"] == 4
+    env.step(1)
+    obs, reward, terminated, _, _ = env.step(1)  # steps 9 and 10; the episode ends inside the repeat
+    assert obs[0, 0, 0] == 10 and reward == 2.0 and terminated
+    assert env.observation_space == env.env.observation_space and env.action_space == env.env.action_space
+    with pytest.raises(ValueError, match=r"ActionRepeat: repeat must be an int in \[1, 1000\]"):
+        apply_wrapper(_Counter(), {"name": "action_repeat", "repeat": 0})
+
+
+def test_a_domain_carries_max_episode_steps_and_action_repeat_counts_env_steps():
+    from envs.spec import DomainSpec
+
+    gymnasium.register("darla-test/Counter-v0", entry_point=_Counter)
+    try:
+        spec = DomainSpec.from_dict({"name": "short", "kwargs": {"max_episode_steps": 10},
+                                     "wrappers": [{"name": "action_repeat", "repeat": 4}]}, "darla-test/Counter-v0")
+        env = spec.make_env()
+        env.reset(seed=0)
+        steps, done = [], False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(0)
+            steps.append(int(obs[0, 0, 0]))
+            done = terminated or truncated
+        # gymnasium.make's TimeLimit (max_episode_steps) counts env steps: 10 env steps = 3 decisions
+        assert steps == [4, 8, 10] and truncated and not terminated and info["domain"] == "short"
+    finally:
+        del gymnasium.registry["darla-test/Counter-v0"]
