@@ -140,18 +140,13 @@ def train_vision(
 
     torch.manual_seed(seed)  # the initial weights
     model = _build_model(model_or_name, config, size, channels, lr, n)
-    amp_dtype = resolve_precision(precision, device, model)
     world = parallel.resolve_workers(workers, device, batch_size, model)
     if world > 1 and frames.nbytes > IN_MEMORY_MAX_BYTES:
         log.info("vision: %d frames exceed IN_MEMORY_MAX_BYTES; training in one process (data-parallel "
                  "workers share the frames in RAM)", n)
         world = 1
-    if (precision == "auto" and amp_dtype is not None and device.type == "cpu" and world == 1
-            and torch.get_num_threads() > 1):
-        log.info("vision: precision auto trains %s in fp32: bf16 on several torch threads of one process stalls "
-                 "whenever other processes share the cores (benchmarks/vision.py); it is used with one thread per "
-                 "process (workers)", model.name)
-        amp_dtype = None
+    threads = max(1, parallel.available_cores() // world) if world > 1 else torch.get_num_threads()
+    amp_dtype = resolve_precision(precision, device, model, threads=threads)
     signature = _run_signature(model, batch_size, seed, frames.shape)
     if amp_dtype is not None:  # bf16 runs are other runs: never resumed into or reused as fp32 ones
         signature["precision"] = "bf16"
@@ -191,10 +186,9 @@ def train_vision(
     model.train()
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
-    threads = max(1, parallel.available_cores() // world) if world > 1 else torch.get_num_threads()
     log.info("vision: training %s with %s, %s, targets %s, frames %s", model.name,
              f"{world} data-parallel processes × {threads} torch thread(s)" if world > 1
-             else f"{torch.get_num_threads()} torch threads",
+             else f"{threads} torch threads",
              "bf16 autocast" if amp_dtype is not None else "fp32",
              "cached" if targets is not None else "on the fly",
              "in RAM" if isinstance(source, torch.Tensor) else "memory-mapped")
@@ -421,18 +415,21 @@ def _unpack_data(data: Any) -> tuple[np.ndarray, np.ndarray | None, list[str] | 
     return frames, factors, names
 
 
-def resolve_precision(precision: str, device: torch.device | str, model: VisionModel | None = None
-                      ) -> torch.dtype | None:
+def resolve_precision(precision: str, device: torch.device | str, model: VisionModel | None = None,
+                      threads: int = 1) -> torch.dtype | None:
     """The autocast dtype of ``precision`` on ``device`` (``None`` = plain fp32).
 
     ``auto`` picks bf16 only where it is both fast and checked: the model declares
     ``autocast_safe`` (its losses keep reductions and KL in fp32 and its loss curves were compared
     with fp32's), and the device has native bf16: a CUDA GPU with ``torch.cuda.is_bf16_supported()``,
-    or a CPU with AVX512-BF16 or AMX (oneDNN bf16 kernels; without them bf16 is emulated and slower).
+    or a CPU with AVX512-BF16 or AMX (oneDNN bf16 kernels; without them bf16 is emulated and slower)
+    trained by processes of one torch thread each (bf16 on several threads of one process stalls whenever
+    other processes share the cores: benchmarks/vision.py; data-parallel ``workers`` give one thread each).
 
     :param precision: ``auto``, ``fp32`` or ``bf16``.
     :param device: the training device.
     :param model: the model to train (``auto`` only); ``None`` skips the model check.
+    :param threads: torch threads of each training process (``auto`` on a CPU only).
     :raises ValueError: an unknown ``precision``, or ``bf16`` on a device that has no bf16 autocast.
     """
     device = torch.device(device)
@@ -454,7 +451,14 @@ def resolve_precision(precision: str, device: torch.device | str, model: VisionM
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_fast_bf16() else None
+        if not cpu_has_fast_bf16():
+            return None
+        if threads > 1:
+            log.info("vision: precision auto trains %s in fp32: bf16 on several torch threads of one process "
+                     "stalls whenever other processes share the cores (benchmarks/vision.py); it is used with one "
+                     "thread per process (workers)", getattr(model, "name", "the model"))
+            return None
+        return torch.bfloat16
     return None
 
 

@@ -101,7 +101,7 @@ def test_workers_are_part_of_the_run_signature(tmp_path, frames, caplog):
 def test_precision_auto_keeps_bf16_to_one_thread_per_process(tmp_path, frames, monkeypatch, caplog):
     import vision.train as vt
 
-    monkeypatch.setattr(vt, "resolve_precision", lambda *a, **k: torch.bfloat16)
+    monkeypatch.setattr(vt, "cpu_has_fast_bf16", lambda: True)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     with caplog.at_level(logging.INFO, logger="vision.train"):
