@@ -9,8 +9,9 @@ process-wide) and in alternating order over the rounds:
 * ``old+<lever>``: the same with one lever switched on (``malloc``: keep freed memory; ``ram``: frames
   in a RAM tensor, batches by ``index_select``; ``cache``: J(x) cached; ``bf16``: autocast), and
   ``old-channels_last`` with the one lever the old loop had switched off;
-* ``train_vision``: the whole optimised call as stage 1 makes it (frames memory-mapped, default
-  ``precision``; copying the frames to RAM, the J(x) cache, TensorBoard logs every 50 steps and
+* ``train_vision``: the whole optimised call as stage 1 makes it (frames memory-mapped, ``darla run``'s
+  ``precision: auto`` and ``workers: auto``; ``train_vision-1proc-fp32`` / ``-1proc-bf16`` / ``-2proc-fp32``
+  pin one process with every torch thread, or two data-parallel processes; copying the frames to RAM, the J(x) cache, TensorBoard logs every 50 steps and
   the checkpoint + final save all inside the timing);
 * ``bare``: a hand-written PyTorch loop of the same model (numpy frames, ``model.loss``, Adam).
 
@@ -49,7 +50,13 @@ from vision.checkpoint import atomic_write_bytes  # noqa: E402
 
 RESULT = Path(__file__).parent / "results" / "vision.json"
 ZOO = ("ae", "dae", "vae", "beta_vae", "beta_vae_dae", "beta_tcvae", "factor_vae", "cci_vae")
-LEVERS = ("old", "old+malloc", "old+ram", "old+cache", "old+bf16", "old-channels_last", "train_vision", "bare")
+#: ``train_vision`` calls: (precision, workers). ``train_vision`` = stage 1's defaults (``darla run``: precision
+#: auto, workers auto: one single-threaded process per core, bf16 where the model is checked for it);
+#: the others pin one setting: one process with all torch threads (fp32 = the default before
+#: data-parallel training), or two data-parallel processes in fp32.
+TRAIN_VARIANTS = {"train_vision": ("auto", "auto"), "train_vision-1proc-fp32": ("fp32", 1),
+                  "train_vision-1proc-bf16": ("bf16", 1), "train_vision-2proc-fp32": ("fp32", 2)}
+LEVERS = ("old", "old+malloc", "old+ram", "old+cache", "old+bf16", "old-channels_last", *TRAIN_VARIANTS, "bare")
 WARMUP = 5
 
 
@@ -86,18 +93,20 @@ def worker(kind: str, name: str, frames_path: str, steps: int, batch_size: int, 
     n, size = len(frames), frames.shape[1]
     torch.manual_seed(seed)
     model = build(name, size)
-    if kind == "train_vision":
-        with tempfile.TemporaryDirectory() as tmp:  # a short first call: imports, oneDNN kernels
-            vt.train_vision(build(name, size), frames, tmp, steps=WARMUP, batch_size=batch_size, seed=seed,
-                            progress=False, probe=False, log_every=50)
+    if kind in TRAIN_VARIANTS:
+        precision, workers = TRAIN_VARIANTS[kind]
+        kw = dict(batch_size=batch_size, seed=seed, progress=False, probe=False, log_every=50,
+                  precision=precision, workers=workers)
+        with tempfile.TemporaryDirectory() as tmp:  # a short first call: imports, oneDNN kernels, worker start
+            vt.train_vision(build(name, size), frames, tmp, steps=WARMUP, **kw)
         with tempfile.TemporaryDirectory() as tmp:
             t0, f0, s0 = _usage()
-            vt.train_vision(model, frames, tmp, steps=steps, batch_size=batch_size, seed=seed, progress=False,
-                            probe=False, log_every=50)
+            final = vt.train_vision(model, frames, tmp, steps=steps, **kw)
             t1, f1, s1 = _usage()
-        precision = vt.resolve_precision(vt.DEFAULT_PRECISION, "cpu", model)
+            train = vision.checkpoint.read_meta(final)["extra"]["train"]
+        # minflt/sys of this process only (rank 0); a data-parallel run's start-up of its workers is inside
         return {"seconds": t1 - t0, "minflt": f1 - f0, "sys_s": s1 - s0,
-                "precision": "bf16" if precision is not None else "fp32"}
+                "precision": train.get("precision", "fp32"), "workers": train.get("workers", 1)}
     model.train()
     opts = model.configure_optimizers()
     rng = np.random.default_rng(seed)
@@ -160,8 +169,9 @@ def summarise(runs: list[dict], steps: int, batch_size: int) -> dict:
            "rounds_images_per_s": [round(steps * batch_size / r["seconds"], 1) for r in runs],
            "minflt_per_step": round(best["minflt"] / steps),
            "sys_ms_per_step": round(1000 * best["sys_s"] / steps, 2)}
-    if "precision" in best:
-        out["precision"] = best["precision"]
+    for key in ("precision", "workers"):
+        if key in best:
+            out[key] = best[key]
     return out
 
 
@@ -202,7 +212,7 @@ def main() -> None:
     for m in args.models:
         o, t = s[("old", m)]["images_per_s"], s[("train_vision", m)]["images_per_s"]
         zoo[m] = {"old_images_per_s": o, "train_vision_images_per_s": t, "ratio": round(t / o, 2),
-                  "precision": s[("train_vision", m)]["precision"]}
+                  "precision": s[("train_vision", m)]["precision"], "workers": s[("train_vision", m)]["workers"]}
     result = {
         "image_size": args.size, "batch_size": args.batch_size, "frames": args.frames,
         "steps_per_round": args.steps, "rounds": args.rounds, "torch_threads": torch.get_num_threads(),
@@ -215,6 +225,8 @@ def main() -> None:
             "bare_images_per_s": bvd["bare"]["images_per_s"],
             "ratio_vs_old": round(bvd["train_vision"]["images_per_s"] / old, 2),
             "ratio_vs_bare": round(bvd["train_vision"]["images_per_s"] / bvd["bare"]["images_per_s"], 2),
+            "ratio_vs_1proc_fp32": round(bvd["train_vision"]["images_per_s"]
+                                         / bvd["train_vision-1proc-fp32"]["images_per_s"], 2),
         },
         "zoo": zoo,
         "estimator": "best round of each variant, each in a fresh process; rounds alternate the order",

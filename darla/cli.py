@@ -54,6 +54,15 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a finished collection made with other arguments")
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive integer, got {text!r}") from None
+
+
 def _add_train_vision(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-vision", help="train a vision model of the zoo on collected frames")
     p.add_argument("--model", default="beta_vae_dae")
@@ -67,6 +76,10 @@ def _add_train_vision(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beta", type=float, default=None, help="β of the model (where it has one)")
     p.add_argument("--latents", type=int, default=None)
     p.add_argument("--dae-steps", type=int, default=1500, help="DAE iterations for beta_vae_dae")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto",
+                   help="fp32, bf16 autocast, or auto (bf16 where the model is checked for it and the device is fast)")
+    p.add_argument("--workers", default="auto", type=_workers,
+                   help="training processes on a CPU: auto (one per core for data_parallel_safe models) or N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

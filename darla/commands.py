@@ -96,7 +96,8 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
     model = build_vision_model(config, data, Path(args.out), progress=not args.quiet)
     out = train_vision(model, data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        seed=args.seed, device=device, config=model_config if isinstance(model, str) else None,
-                       dae_steps=args.dae_steps, progress=not args.quiet)
+                       dae_steps=args.dae_steps, progress=not args.quiet, precision=args.precision,
+                       workers=args.workers)
     print(f"vision checkpoint: {out}")
     probe = Path(args.out) / "probe.md"
     if probe.exists():

@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,13 @@ class VisionStageConfig:
     #: (for ``beta_vae_dae`` those are DARLA's recipe: 32 latents, β = 1, J = DAE conv 4)
     model_config: dict = field(default_factory=dict)
     #: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the model is checked for it and the CPU/GPU
-    #: runs bf16 natively); see ``vision.train.resolve_precision`` and ``benchmarks/results/precision.json``
-    precision: str = "fp32"
+    #: runs bf16 natively, and on a CPU with one torch thread per process, i.e. data-parallel ``workers``);
+    #: see ``vision.train.resolve_precision`` and ``benchmarks/results/precision.json``
+    precision: str = "auto"
+    #: training processes on a CPU: ``auto`` (one per core, one torch thread each, for the models that
+    #: declare ``data_parallel_safe``), or a count that divides ``batch_size`` (1: one process); see
+    #: ``vision.parallel`` and ``benchmarks/results/vision.json``
+    workers: int | str = "auto"
 
 
 @dataclass
@@ -78,7 +84,9 @@ class PolicyConfig:
     #: ``latent`` (frozen vision, encoder run once per env step), ``extractor`` (frozen vision inside
     #: the policy), or ``pixels`` (end-to-end CnnPolicy baseline, no vision stage)
     mode: str = "latent"
-    steps: int = 100_000
+    #: 40k: each of the 35 policies of results/transfer (7 vision models × 5 seeds, default source split)
+    #: had a training return >= 0.97 by 30k steps (their learning_curve_s*.csv); 100k until issue #16
+    steps: int = 40_000
     n_envs: int = 4
     #: training seeds: one policy per seed
     seeds: list = field(default_factory=lambda: [0])
@@ -151,6 +159,9 @@ class RunConfig:
         _check(self.vision.lr > 0, "vision.lr", self.vision.lr, "a positive float")
         _check(self.vision.dae_steps >= 1, "vision.dae_steps", self.vision.dae_steps, "a positive integer")
         _check(self.policy.frame_stack >= 1, "policy.frame_stack", self.policy.frame_stack, "an integer >= 1 (1: none)")
+        _check(self.vision.workers == "auto" or (isinstance(self.vision.workers, int) and self.vision.workers >= 1
+               and self.vision.batch_size % self.vision.workers == 0), "vision.workers", self.vision.workers,
+               f"auto or a positive integer that divides vision.batch_size ({self.vision.batch_size})")
         _check(self.vision.precision in ("auto", "fp32", "bf16"), "vision.precision", self.vision.precision,
                "one of auto, fp32, bf16")
         _check(self.policy.mode in ("latent", "extractor", "pixels"), "policy.mode", self.policy.mode,
@@ -395,6 +406,14 @@ def from_dict(data: dict[str, Any], cls: type = RunConfig, prefix: str = "") -> 
 
 def _coerce(path: str, value: Any, hint: Any) -> Any:
     base = typing.get_origin(hint) or hint
+    if base in (typing.Union, types.UnionType):  # e.g. vision.workers: int | str
+        for arg in typing.get_args(hint):
+            try:
+                return _coerce(path, value, arg)
+            except ConfigError:
+                pass
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint))
+        raise ConfigError(f"config field '{path}' expects {names}, got {value!r} ({type(value).__name__})")
     if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if base is int and isinstance(value, int) and not isinstance(value, bool):

@@ -221,6 +221,7 @@ def train_vision_stage(config: RunConfig, run_dir: Path, data_stage: Stage, prog
             dae_steps=config.vision.dae_steps,
             progress=progress,
             precision=config.vision.precision,
+            workers=config.vision.workers,
         )
         trained = vision.load(model_dir, device=device)
         if trained.generative:

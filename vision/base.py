@@ -124,6 +124,10 @@ class VisionModel(nn.Module):
     #: Whether ``train_vision(precision="auto")`` may train this model under bf16 autocast: set only
     #: after checking that its loss keeps reductions/KL in fp32 and its loss curve matches fp32's.
     autocast_safe: ClassVar[bool] = False
+    #: Whether ``train_vision(workers=W)`` may split each minibatch over ``W`` processes and average their
+    #: gradients (:mod:`vision.parallel`): set only where every loss term is a batch mean of per-sample
+    #: terms and no state other than the parameters changes in a step.
+    data_parallel_safe: ClassVar[bool] = False
 
     def __init__(self, config: VisionConfig):
         super().__init__()

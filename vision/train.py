@@ -51,6 +51,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from vision import parallel
 from vision.base import VisionModel, config_dict, make, model_class, to_tensor
 from vision.checkpoint import CONFIG, CheckpointError, atomic_write_bytes, load, read_meta, save
 
@@ -91,6 +92,7 @@ def train_vision(
     probe: bool = True,
     task_factors: Sequence[str] | None = None,
     precision: str = DEFAULT_PRECISION,
+    workers: int | str = 1,
 ) -> Path:
     """Train a vision model on frames; return the final checkpoint directory ``out_dir/model``.
 
@@ -117,8 +119,14 @@ def train_vision(
         :data:`vision.probe.DEFAULT_TASK_PATTERNS`.
     :param precision: ``fp32``; ``bf16`` (``torch.autocast`` around each ``train_step``: convolutions and
         matrix products in bfloat16, the loss reductions and KL in float32, weights and Adam in float32);
-        ``auto`` = ``bf16`` if the model declares it safe (``VisionModel.autocast_safe``) and the device
-        runs bf16 fast (:func:`resolve_precision`), else ``fp32``. Part of the run's signature.
+        ``auto`` = ``bf16`` if the model declares it safe (``VisionModel.autocast_safe``), the device
+        runs bf16 fast (:func:`resolve_precision`) and, on a CPU, each process has one torch thread
+        (``workers`` > 1 or a 1-thread process), else ``fp32``. Part of the run's signature.
+    :param workers: training processes on a CPU (:mod:`vision.parallel`): 1 (this process, its torch
+        threads), ``W`` (each of ``W`` single-threaded-per-core processes takes ``batch_size / W`` frames of
+        every minibatch and gradients are averaged before each step), or ``auto`` (one per core for models
+        that declare ``data_parallel_safe``; :func:`vision.parallel.resolve_workers`). ``W > 1`` needs an
+        ``if __name__ == "__main__":`` guard in a calling script. Part of the run's signature when > 1.
     """
     out_dir = Path(out_dir)
     frames, factors, factor_names = _unpack_data(data)
@@ -132,10 +140,18 @@ def train_vision(
 
     torch.manual_seed(seed)  # the initial weights
     model = _build_model(model_or_name, config, size, channels, lr, n)
-    amp_dtype = resolve_precision(precision, device, model)
+    world = parallel.resolve_workers(workers, device, batch_size, model)
+    if world > 1 and frames.nbytes > IN_MEMORY_MAX_BYTES:
+        log.info("vision: %d frames exceed IN_MEMORY_MAX_BYTES; training in one process (data-parallel "
+                 "workers share the frames in RAM)", n)
+        world = 1
+    threads = max(1, parallel.available_cores() // world) if world > 1 else torch.get_num_threads()
+    amp_dtype = resolve_precision(precision, device, model, threads=threads)
     signature = _run_signature(model, batch_size, seed, frames.shape)
     if amp_dtype is not None:  # bf16 runs are other runs: never resumed into or reused as fp32 ones
         signature["precision"] = "bf16"
+    if world > 1:  # the batch split and the ranks' noise streams make other numbers than one process
+        signature["workers"] = world
 
     final_dir = out_dir / MODEL_DIR
     done = _finished_run(final_dir, signature, steps)
@@ -146,7 +162,7 @@ def train_vision(
     extra: dict[str, Any] = {}
     if hasattr(model, "set_dae") and not bool(getattr(model, "dae_ready", True)):
         dae_path = _pretrain_dae(model, data, out_dir, dae_steps, batch_size, lr, seed, device, progress,
-                                 precision)
+                                 precision, workers)
         model.set_dae(load(dae_path))
         extra["dae"] = str(dae_path)
     model.to(device)
@@ -158,7 +174,8 @@ def train_vision(
 
     rng = np.random.default_rng(seed)  # minibatch indices
     torch.manual_seed(seed + 1)  # the models' noise (ε, masks), separate from the init stream
-    start = _resume(out_dir / CKPT_DIR, model, optimizers, rng, signature, device)
+    rank_rng: dict[str, torch.Tensor] = {}  # the other ranks' noise RNG states, from a checkpoint
+    start = _resume(out_dir / CKPT_DIR, model, optimizers, rng, signature, device, rank_rng)
     if start > steps:
         raise ValueError(
             f"{out_dir} holds a checkpoint at step {start}, beyond the requested {steps} steps; "
@@ -167,36 +184,27 @@ def train_vision(
 
     writer = _summary_writer(out_dir / "tb")
     model.train()
-    sums: dict[str, float] = {}
-    count = 0
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
-    log.info("vision: training %s with %d torch threads, %s, targets %s, frames %s", model.name,
-             torch.get_num_threads(), "bf16 autocast" if amp_dtype is not None else "fp32",
+    log.info("vision: training %s with %s, %s, targets %s, frames %s", model.name,
+             f"{world} data-parallel processes × {threads} torch thread(s)" if world > 1
+             else f"{threads} torch threads",
+             "bf16 autocast" if amp_dtype is not None else "fp32",
              "cached" if targets is not None else "on the fly",
              "in RAM" if isinstance(source, torch.Tensor) else "memory-mapped")
     bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"train {model.name}", unit="step")
+    loop = _Loop(model, optimizers, source, targets, rng, n, batch_size, device, autocast, log_every,
+                 checkpoint_every, steps)
+
+    def checkpoint(step: int, rank_states: list[torch.Tensor] | None) -> None:
+        tensors = {f"rng.torch.rank{r}": s for r, s in enumerate(rank_states or []) if r > 0}
+        _write_checkpoint(out_dir / CKPT_DIR, model, optimizers, rng, signature, step, tensors)
+
     try:
-        for step in range(start + 1, steps + 1):
-            idx = np.sort(rng.integers(0, n, size=batch_size))  # sorted: sequential reads from a memmap
-            x = _batch(source, idx, device)
-            with autocast:
-                if targets is None:
-                    terms = model.train_step(x, optimizers)
-                else:
-                    target = targets.index_select(0, torch.from_numpy(idx).to(targets.device))
-                    terms = model.train_step(x, optimizers, target=target)
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            if step % log_every == 0 or step == steps:
-                means = {k: v / count for k, v in sums.items()}
-                _log_scalars(writer, model, x, means, step, images=(step // log_every) % IMAGE_EVERY_LOGS == 0)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
-                sums, count = {}, 0
-            if step % checkpoint_every == 0 or step == steps:
-                _write_checkpoint(out_dir / CKPT_DIR, model, optimizers, rng, signature, step)
-            bar.update(1)
+        if world == 1:
+            loop.run(start, writer=writer, bar=bar, checkpoint=checkpoint)
+        else:
+            _run_data_parallel(loop, world, threads, start, seed, amp_dtype, rank_rng, writer, bar, checkpoint)
     finally:
         bar.close()
         if writer is not None:
@@ -217,6 +225,162 @@ def train_vision(
     save(model, final_dir, extra=extra)
     log.info("vision: %s trained for %d steps; checkpoint %s", model.name, steps, final_dir)
     return final_dir
+
+
+# -- the training loop (one process, or each rank of a data-parallel run) -----------------------------
+class _Loop:
+    """The minibatch loop of :func:`train_vision`; a data-parallel rank runs the same loop on its share."""
+
+    def __init__(self, model: VisionModel, optimizers: list[torch.optim.Optimizer], source: Any,
+                 targets: torch.Tensor | None, rng: np.random.Generator, n: int, batch_size: int,
+                 device: torch.device, autocast: Any, log_every: int, checkpoint_every: int, steps: int):
+        self.model, self.optimizers, self.source, self.targets, self.rng = model, optimizers, source, targets, rng
+        self.n, self.batch_size, self.device, self.autocast = n, batch_size, device, autocast
+        self.log_every, self.checkpoint_every, self.steps = log_every, checkpoint_every, steps
+
+    def run(self, start: int, rank: int = 0, world: int = 1, writer: Any = None, bar: Any = None,
+            checkpoint: Any = None) -> None:
+        """Steps ``start + 1 … steps``; rank 0 logs, shows ``bar`` and writes checkpoints."""
+        model, sums, count = self.model, {}, 0
+        for step in range(start + 1, self.steps + 1):
+            idx = np.sort(self.rng.integers(0, self.n, size=self.batch_size))  # sorted: sequential memmap reads
+            if world > 1:
+                idx = idx[rank::world]  # every rank draws the same batch and takes its share
+            x = _batch(self.source, idx, self.device)
+            with self.autocast:
+                if self.targets is None:
+                    terms = model.train_step(x, self.optimizers)
+                else:
+                    target = self.targets.index_select(0, torch.from_numpy(idx).to(self.targets.device))
+                    terms = model.train_step(x, self.optimizers, target=target)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if step % self.log_every == 0 or step == self.steps:
+                means = {k: v / count for k, v in sums.items()}
+                if world > 1:
+                    means = parallel.mean_over_ranks(means)
+                if rank == 0:
+                    _log_scalars(writer, model, x, means, step,
+                                 images=(step // self.log_every) % IMAGE_EVERY_LOGS == 0)
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
+                sums, count = {}, 0
+            if step % self.checkpoint_every == 0 or step == self.steps:
+                states = parallel.gather_rng_states() if world > 1 else None
+                if rank == 0 and checkpoint is not None:
+                    checkpoint(step, states)
+            if bar is not None:
+                bar.update(1)
+
+
+def _run_data_parallel(loop: _Loop, world: int, threads: int, start: int, seed: int, amp_dtype: Any,
+                       rank_rng: dict[str, torch.Tensor], writer: Any, bar: Any, checkpoint: Any) -> None:
+    """Run ``loop`` as rank 0 of ``world`` processes; ranks 1… are spawned workers (:mod:`vision.parallel`)."""
+    import copy
+    import tempfile
+
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if isinstance(loop.source, torch.Tensor):
+        loop.source.share_memory_()  # read by every rank; moved to shared memory once, not copied per worker
+    if loop.targets is not None:
+        loop.targets.share_memory_()
+    store = tempfile.mkdtemp(prefix="darla-vision-ddp-")
+    init_file = os.path.join(store, "rendezvous")
+    ctx = mp.get_context("spawn")
+    procs = []
+    own_threads = torch.get_num_threads()
+    opt_states = copy.deepcopy([o.state_dict() for o in loop.optimizers])
+    for rank in range(1, world):
+        noise = rank_rng.get(f"rng.torch.rank{rank}")
+        if noise is None:  # a fresh run (or a checkpoint without this rank's stream)
+            noise = torch.Generator().manual_seed(parallel.noise_seed(seed, rank)).get_state()
+        args = (rank, world, init_file, threads, copy.deepcopy(loop.model), opt_states, loop.source, loop.targets,
+                loop.rng.bit_generator.state, noise, start, loop.batch_size, loop.n, str(loop.device), amp_dtype,
+                loop.log_every, loop.checkpoint_every, loop.steps)
+        p = ctx.Process(target=_worker_main, args=args, daemon=True, name=f"darla-vision-rank{rank}")
+        p.start()
+        procs.append(p)
+    hooks = []
+    ok = False
+    try:
+        try:
+            parallel.init(0, world, init_file)
+        except Exception as e:
+            raise RuntimeError(_dead_workers_message(procs, "before joining the process group") or
+                               f"vision: data-parallel workers did not join ({e}); set vision.workers: 1") from None
+        torch.set_num_threads(threads)
+        hooks = parallel.average_gradients_before_step(loop.optimizers, world)
+        try:
+            loop.run(start, rank=0, world=world, writer=writer, bar=bar, checkpoint=checkpoint)
+            dist.barrier()
+        except RuntimeError as e:  # a collective failed: say which worker died, if one did
+            for p in procs:
+                p.join(timeout=5)
+            message = _dead_workers_message(procs, "during training")
+            if message:
+                raise RuntimeError(message) from e
+            raise
+        ok = True
+    finally:
+        for h in hooks:
+            h.remove()
+        torch.set_num_threads(own_threads)
+        for p in procs:
+            p.join(timeout=60 if ok else 1)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        shutil.rmtree(store, ignore_errors=True)
+    bad = [p for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError(_dead_workers_message(bad, "at the end of training") or "vision: a worker failed")
+
+
+def _dead_workers_message(procs: Sequence[Any], when: str) -> str | None:
+    dead = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode not in (None, 0)]
+    if not dead:
+        return None
+    return (f"vision: data-parallel worker {', '.join(dead)} stopped {when}; its error is printed above. "
+            "If this runs from a script, put its entry point under `if __name__ == \"__main__\":`; rerun to "
+            "resume from the last checkpoint, or set vision.workers: 1 (train-vision --workers 1)")
+
+
+def _worker_main(rank: int, world: int, init_file: str, threads: int, model: VisionModel, opt_states: list[dict],
+                 source: torch.Tensor, targets: torch.Tensor | None, rng_state: dict, noise_state: torch.Tensor,
+                 start: int, batch_size: int, n: int, device: str, amp_dtype: Any, log_every: int,
+                 checkpoint_every: int, steps: int) -> None:
+    """Rank ``rank`` of a data-parallel :func:`train_vision` (the entry point of a spawned worker)."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(threads)
+    _keep_freed_memory()
+    parallel.init(rank, world, init_file)
+    try:
+        optimizers = model.configure_optimizers()
+        for opt, state in zip(optimizers, opt_states):
+            opt.load_state_dict(state)
+        parallel.average_gradients_before_step(optimizers, world)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = rng_state
+        torch.set_rng_state(noise_state)
+        model.train()
+        dev = torch.device(device)
+        autocast = torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+        _Loop(model, optimizers, source, targets, rng, n, batch_size, dev, autocast, log_every, checkpoint_every,
+              steps).run(start, rank=rank, world=world)
+        dist.barrier()  # rank 0 leaves the group only after every rank is done with it
+    finally:
+        dist.destroy_process_group()
+    # Leave without the interpreter's finalisation: tearing down gloo's threads there aborts now and
+    # then ("terminate called without an active exception", exit -6) after a complete, correct run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # -- data and model ------------------------------------------------------------------------------
@@ -251,18 +415,21 @@ def _unpack_data(data: Any) -> tuple[np.ndarray, np.ndarray | None, list[str] | 
     return frames, factors, names
 
 
-def resolve_precision(precision: str, device: torch.device | str, model: VisionModel | None = None
-                      ) -> torch.dtype | None:
+def resolve_precision(precision: str, device: torch.device | str, model: VisionModel | None = None,
+                      threads: int = 1) -> torch.dtype | None:
     """The autocast dtype of ``precision`` on ``device`` (``None`` = plain fp32).
 
     ``auto`` picks bf16 only where it is both fast and checked: the model declares
     ``autocast_safe`` (its losses keep reductions and KL in fp32 and its loss curves were compared
     with fp32's), and the device has native bf16: a CUDA GPU with ``torch.cuda.is_bf16_supported()``,
-    or a CPU with AVX512-BF16 or AMX (oneDNN bf16 kernels; without them bf16 is emulated and slower).
+    or a CPU with AVX512-BF16 or AMX (oneDNN bf16 kernels; without them bf16 is emulated and slower)
+    trained by processes of one torch thread each (bf16 on several threads of one process stalls whenever
+    other processes share the cores: benchmarks/vision.py; data-parallel ``workers`` give one thread each).
 
     :param precision: ``auto``, ``fp32`` or ``bf16``.
     :param device: the training device.
     :param model: the model to train (``auto`` only); ``None`` skips the model check.
+    :param threads: torch threads of each training process (``auto`` on a CPU only).
     :raises ValueError: an unknown ``precision``, or ``bf16`` on a device that has no bf16 autocast.
     """
     device = torch.device(device)
@@ -284,7 +451,14 @@ def resolve_precision(precision: str, device: torch.device | str, model: VisionM
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_fast_bf16() else None
+        if not cpu_has_fast_bf16():
+            return None
+        if threads > 1:
+            log.info("vision: precision auto trains %s in fp32: bf16 on several torch threads of one process "
+                     "stalls whenever other processes share the cores (benchmarks/vision.py); it is used with one "
+                     "thread per process (workers)", getattr(model, "name", "the model"))
+            return None
+        return torch.bfloat16
     return None
 
 
@@ -390,14 +564,15 @@ def _build_model(
 
 
 def _pretrain_dae(model: VisionModel, data: Any, out_dir: Path, dae_steps: int | None, batch_size: int,
-                  lr: float | None, seed: int, device: torch.device, progress: bool, precision: str) -> Path:
+                  lr: float | None, seed: int, device: torch.device, progress: bool, precision: str,
+                  workers: int | str = 1) -> Path:
     """β-VAE_DAE's J: train (or reuse) a ``dae`` on the same frames in ``out_dir/dae``."""
     c = model.config
     steps = DEFAULT_DAE_STEPS if dae_steps is None else dae_steps
     log.info("vision: pre-training the DAE for %s (%d steps) in %s", model.name, steps, out_dir / DAE_DIR)
     return train_vision(
         "dae", data, out_dir / DAE_DIR, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-        progress=progress, config={"latents": c.dae_bottleneck}, probe=False, precision=precision,
+        progress=progress, config={"latents": c.dae_bottleneck}, probe=False, precision=precision, workers=workers,
     )
 
 
@@ -430,7 +605,8 @@ def _finished_run(final_dir: Path, signature: dict[str, Any], steps: int) -> Pat
 
 # -- checkpoints ---------------------------------------------------------------------------------
 def _write_checkpoint(ckpt_root: Path, model: VisionModel, optimizers: list[torch.optim.Optimizer],
-                      rng: np.random.Generator, signature: dict[str, Any], step: int) -> Path:
+                      rng: np.random.Generator, signature: dict[str, Any], step: int,
+                      extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``ckpt/step_XXXXXXX`` completely, then point ``latest.json`` at it, then drop older ones.
 
     The step is written into a hidden temporary directory; every file in it and the directory are
@@ -444,7 +620,7 @@ def _write_checkpoint(ckpt_root: Path, model: VisionModel, optimizers: list[torc
     if tmp_dir.exists():  # a write killed half-way
         shutil.rmtree(tmp_dir)
     save(model, tmp_dir / MODEL_DIR)
-    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state(), **(extra_tensors or {})}
     groups = []
     for i, opt in enumerate(optimizers):
         sd = opt.state_dict()
@@ -508,7 +684,8 @@ class _DamagedCheckpoint(Exception):
 
 
 def _resume(ckpt_root: Path, model: VisionModel, optimizers: list[torch.optim.Optimizer],
-            rng: np.random.Generator, signature: dict[str, Any], device: torch.device) -> int:
+            rng: np.random.Generator, signature: dict[str, Any], device: torch.device,
+            rank_rng: dict[str, torch.Tensor] | None = None) -> int:
     """Restore the newest good checkpoint under ``ckpt_root``; return its step (0 if none).
 
     Tries the directory ``latest.json`` names, then the other ``step_*`` directories newest first. A
@@ -535,6 +712,8 @@ def _resume(ckpt_root: Path, model: VisionModel, optimizers: list[torch.optim.Op
             log.warning("vision: checkpoint %s is damaged: %s; trying the previous one", step_dir, e)
             continue
         _restore(step_dir, state, tensors, trained, model, optimizers, rng, device)
+        if rank_rng is not None:  # the noise streams of a data-parallel run's other ranks
+            rank_rng.update({k: v for k, v in tensors.items() if k.startswith("rng.torch.rank")})
         log.info("vision: resuming %s from step %d (%s)", model.name, state["step"], step_dir)
         return int(state["step"])
     log.warning("vision: no readable checkpoint in %s; training %s from scratch", ckpt_root, model.name)

@@ -95,6 +95,7 @@ class AE(DeterministicCode, VisionModel):
     #: bf16 autocast checked (benchmarks/results/precision.json): the loss is reduced in fp32 by
     #: nets.reconstruction_loss, and the DAE's loss curve stays within seed noise of fp32's.
     autocast_safe = True
+    data_parallel_safe = True  # per-sample losses averaged over the batch
 
     def __init__(self, config: AEConfig):
         super().__init__(config)

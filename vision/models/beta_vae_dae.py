@@ -80,6 +80,7 @@ class BetaVAEDAE(GaussianVAE):
     #: bf16 autocast checked (benchmarks/results/precision.json): the feature error and the KL are
     #: reduced in fp32, and the loss curve stays within seed noise of fp32's.
     autocast_safe = True
+    data_parallel_safe = True  # per-sample losses averaged over the batch
 
     def __init__(self, config: BetaVAEDAEConfig):
         super().__init__(config)

@@ -145,6 +145,7 @@ class VAE(GaussianVAE):
     """VAE (Kingma & Welling 2014, eq. 3): minimise −ELBO = −E[log p(x|z)] + KL(q(z|x) ‖ N(0, I))."""
 
     config_cls = VAEConfig
+    data_parallel_safe = True  # per-sample losses averaged over the batch
 
 
 @register("beta_vae")
@@ -152,3 +153,4 @@ class BetaVAE(GaussianVAE):
     """β-VAE (Higgins et al. 2017, eq. 4): −E[log p(x|z)] + β·KL(q(z|x) ‖ N(0, I)), β = 4 by default."""
 
     config_cls = BetaVAEConfig
+    data_parallel_safe = True  # per-sample losses averaged over the batch
