@@ -38,25 +38,15 @@ from miniworld.miniworld import MiniWorldEnv, Room, gen_texcs_floor
 from miniworld.opengl import Texture
 from miniworld.params import DomainParams
 from pyglet.gl import (
-    GL_AMBIENT,
-    GL_AMBIENT_AND_DIFFUSE,
-    GL_COLOR_MATERIAL,
-    GL_COMPILE,
-    GL_DIFFUSE,
-    GL_FRONT_AND_BACK,
     GL_GENERATE_MIPMAP_HINT,
-    GL_LIGHT0,
-    GL_LIGHTING,
     GL_LINEAR,
     GL_LINEAR_MIPMAP_LINEAR,
     GL_NICEST,
     GL_POLYGON,
-    GL_POSITION,
     GL_QUADS,
     GL_REPEAT,
     GL_RGB,
     GL_RGBA,
-    GL_SMOOTH,
     GL_TEXTURE_2D,
     GL_TEXTURE_MAG_FILTER,
     GL_TEXTURE_MIN_FILTER,
@@ -64,27 +54,18 @@ from pyglet.gl import (
     GL_TEXTURE_WRAP_T,
     GL_TRIANGLES,
     GL_UNSIGNED_BYTE,
-    GLfloat,
     glBegin,
     glBindTexture,
-    glCallList,
     glColor3f,
-    glColorMaterial,
-    glDeleteLists,
     glDisable,
     glEnable,
     glEnd,
-    glEndList,
     glGenerateMipmap,
-    glGenLists,
     glHint,
-    glLightfv,
-    glNewList,
     glNormal3f,
     glPopMatrix,
     glPushMatrix,
     glRotatef,
-    glShadeModel,
     glTexCoord2f,
     glTexImage2D,
     glTexParameteri,
@@ -92,6 +73,7 @@ from pyglet.gl import (
     glVertex3f,
 )
 
+from envs import miniworld_gl
 from envs.domains import ROOM_STYLES, Domain, ObjectSpec, RoomStyle, resolve_domains
 
 logger = logging.getLogger(__name__)
@@ -485,47 +467,13 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         self.action_space = spaces.Discrete(3)
 
     # ---------------------------------------------------------------------------------- rendering
-    # miniworld compiles every env's static scene (light, rooms, static entities) into display list 1, and
-    # the GL contexts of one process share display lists: two envs in one process (a DummyVecEnv) would
-    # each draw the scene of whichever env reset last. Each SeekAvoid env compiles into a list of its own.
-    def _render_static(self) -> None:
-        if self._static_list is None:
-            self._static_list = int(glGenLists(1))
-            if self._static_list == 1:  # keep clear of the list plain miniworld envs overwrite
-                self._static_list = int(glGenLists(1))
-        glNewList(self._static_list, GL_COMPILE)
-        # as miniworld: light_pos is an array, so ``+ [1]`` adds 1 to each coordinate and w stays 0 (a
-        # directional light); kept so frames are unchanged for a lone env
-        glLightfv(GL_LIGHT0, GL_POSITION, (GLfloat * 4)(*self.light_pos + [1]))
-        glLightfv(GL_LIGHT0, GL_AMBIENT, (GLfloat * 4)(*self.light_ambient))
-        glLightfv(GL_LIGHT0, GL_DIFFUSE, (GLfloat * 4)(*self.light_color))
-        glEnable(GL_LIGHTING)
-        glEnable(GL_LIGHT0)
-        glShadeModel(GL_SMOOTH)
-        glEnable(GL_COLOR_MATERIAL)
-        glColorMaterial(GL_FRONT_AND_BACK, GL_AMBIENT_AND_DIFFUSE)
-        glEnable(GL_TEXTURE_2D)
-        for room in self.rooms:
-            room._render()
-        for ent in self.entities:
-            if ent.is_static:
-                ent.render()
-        glEndList()
-
-    def _render_world(self, frame_buffer, render_agent):
-        glCallList(self._static_list)
-        for ent in self.entities:
-            if not ent.is_static and ent is not self.agent:
-                ent.render()
-        if render_agent:
-            self.agent.render()
-        return frame_buffer.resolve()
+    # miniworld compiles every env's static scene into display list 1, shared by the envs of one process:
+    # each SeekAvoid env compiles into a list of its own (envs.miniworld_gl).
+    _render_static = miniworld_gl.render_static
+    _render_world = miniworld_gl.render_world
 
     def close(self) -> None:
-        if self._static_list is not None:
-            with contextlib.suppress(Exception):  # no GL context left at interpreter exit
-                glDeleteLists(self._static_list, 1)
-            self._static_list = None
+        miniworld_gl.release(self)
         super().close()
 
     # ------------------------------------------------------------------------------------- seeding

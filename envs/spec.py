@@ -142,6 +142,11 @@ class DomainSpec:
                 env.close()
                 env = gymnasium.make(self.env_id, **{**kwargs, "render_mode": "rgb_array"})
             env = gymnasium.wrappers.AddRenderObservation(env, render_only=True)
+        if type(env.unwrapped).__module__.split(".")[0] == "miniworld":
+            # miniworld's envs share one GL display list per process; each gets its own (envs.miniworld_gl)
+            from envs.miniworld_gl import own_display_list
+
+            own_display_list(env.unwrapped)
         for w in self.wrappers:
             try:
                 env = apply_wrapper(env, w)

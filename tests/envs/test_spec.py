@@ -187,3 +187,33 @@ def test_miniworld_ids_register_themselves_on_first_use():
             "print(env.reset(seed=0)[0].shape)\nenv.close()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("(60, 80, 3)")
+
+
+def test_miniworld_envs_sharing_a_process_each_draw_their_own_scene():
+    # miniworld compiles each env's static scene into GL display list 1, shared by the envs of a process:
+    # a OneRoom with domain_rand next to a default one would draw the other's light and textures.
+    import miniworld  # noqa: F401  (registers the ids)
+
+    specs = [DomainSpec("rand", "MiniWorld-OneRoom-v0", kwargs={"domain_rand": True}),
+             DomainSpec("plain", "MiniWorld-OneRoom-v0")]
+    actions = [0, 2, 1]
+
+    def frames(env, seed):
+        return [env.reset(seed=seed)[0]] + [env.step(a)[0] for a in actions]
+
+    alone = []
+    for spec, seed in zip(specs, (3, 4)):
+        env = spec.make_env()
+        alone.append(frames(env, seed))
+        env.close()
+    together = [spec.make_env() for spec in specs]
+    got = [[e.reset(seed=s)[0]] for e, s in zip(together, (3, 4))]  # every reset before any step
+    for a in actions:
+        for f, e in zip(got, together):
+            f.append(e.step(a)[0])
+    for e in together:
+        e.close()
+    for spec, mine, ref in zip(specs, got, alone):
+        for t, (x, y) in enumerate(zip(mine, ref)):
+            np.testing.assert_array_equal(x, y, err_msg=f"{spec.name}, step {t}")
+    assert np.abs(alone[0][0].astype(int) - alone[1][0]).mean() > 3  # the two scenes really differ
