@@ -113,7 +113,11 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
     import envs  # noqa: F401  (registers the env, headless rendering)
     from darla.report import write_report
 
-    evaluation_domains(config)  # fail on a bad domain name now, not after training
+    domains, _ = evaluation_domains(config)  # fail on a bad domain name now, not after training
+    try:  # and on a domain whose env cannot be made (every trained domain is evaluated, so all are checked)
+        domain_catalog(config).check(domains)
+    except ValueError as e:
+        raise ConfigError(f"env.id {config.env.id!r}: a domain's env cannot be made: {e}") from None
     check_policy_config(config)  # and on an algorithm that cannot act in the env
     log.info("device: %s (config device: %s)", config.resolved_device, config.device)  # a missing GPU fails here
     run_dir = Path(run_dir)

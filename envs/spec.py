@@ -137,6 +137,9 @@ class DomainSpec:
         except gymnasium.error.Error as e:
             raise ValueError(f"domain {self.name!r}: cannot make env {self.env_id!r} ({e}); is it registered "
                              "(import the module that registers it, or set env.id to a registered id)?") from None
+        except TypeError as e:  # a keyword the env's constructor does not take
+            raise ValueError(f"domain {self.name!r}: env {self.env_id!r} rejects its keyword arguments "
+                             f"{sorted(kwargs)} ({e}); fix env.kwargs or the domain's kwargs") from None
         if not is_image_space(env.observation_space):
             if env.render_mode != "rgb_array":
                 env.close()
@@ -505,6 +508,12 @@ class DomainCatalog:
         ``(obs_size, obs_size, channels)`` uint8."""
         return make_domains_env(specs if not isinstance(specs, DomainSpec) else [specs], obs_size=self.obs_size,
                                 channels=self.channels, provider=self.provider, **overrides)
+
+    def check(self, specs: Sequence[DomainSpec]) -> None:
+        """Make and close the env of each of ``specs``: a domain that cannot be made (an unregistered id, a
+        keyword its env rejects, a bad wrapper value) raises its ``ValueError`` now, before any work."""
+        for spec in specs:
+            self.make([spec]).close()
 
     def factor_names(self) -> tuple[str, ...] | None:
         """``info["factors"]`` names if the provider knows them without an env."""

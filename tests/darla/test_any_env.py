@@ -264,3 +264,14 @@ def test_train_vision_icf_on_a_generic_env_needs_the_domains_file_of_its_data(tm
     assert "icf" in err and "plain" in err and "--domains FILE" in err
     assert _main(*argv, "--domains", domains_file) == 0
     assert (tmp_path / "icf" / "model").is_dir()
+
+
+def test_run_fails_before_any_stage_on_a_domain_whose_env_cannot_be_made(tmp_path, domains_file):
+    from darla.pipeline import run_pipeline
+
+    config = load_config(None, [f"env.id={SQUARES_ID}", f"env.domains={domains_file}",
+                                "env.kwargs={no_such_argument: 1}"])
+    with pytest.raises(ConfigError, match="domain 'plain'.*rejects its keyword arguments \\['no_such_argument'\\]"
+                                          ".*fix env.kwargs"):
+        run_pipeline(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing written, no stage started
