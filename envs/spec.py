@@ -134,6 +134,10 @@ class DomainSpec:
         ensure_registered(self.env_id)
         try:
             env = gymnasium.make(self.env_id, **kwargs)
+        except gymnasium.error.DependencyNotInstalled as e:
+            hint = " (gymnasium's Box2D envs: pip install 'darla[box2d]')" if "box2d" in str(e).lower() else ""
+            raise ValueError(f"domain {self.name!r}: env {self.env_id!r} needs a package that is not installed: "
+                             f"{e}{hint}") from None
         except gymnasium.error.Error as e:
             raise ValueError(f"domain {self.name!r}: cannot make env {self.env_id!r} ({e}); is it registered "
                              "(import the module that registers it, or set env.id to a registered id)?") from None
