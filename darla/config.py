@@ -146,7 +146,7 @@ class RunConfig:
         for name in ("domains", "splits"):
             path = getattr(self.env, name)
             _check(not path or Path(path).is_file(), f"env.{name}", path, "an existing YAML file of domains/splits "
-                   "(see envs.spec), or empty")
+                   "(see envs.spec; relative to the working directory or to the config file), or empty")
         _check(self.collect.frames >= 1, "collect.frames", self.collect.frames, "a positive integer")
         _check(self.collect.workers >= 1, "collect.workers", self.collect.workers, "a positive integer")
         _check(self.collect.policy in ("random", "explore"), "collect.policy", self.collect.policy,
@@ -486,6 +486,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(loaded).__name__}")
         _merge(data, loaded, "")
+        _relative_to_config(data, path)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -495,6 +496,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     config = from_dict(data)
     config.validate(check_vision=check_vision)
     return config
+
+
+def _relative_to_config(data: dict[str, Any], config_path: Path) -> None:
+    """A config file's relative ``env.domains`` / ``env.splits`` that does not exist from the working directory
+    but does beside the config file is that one (``darla run --config elsewhere/my_env.yaml`` with
+    ``domains: my_domains.yaml`` next to it); paths that exist from the working directory keep meaning that."""
+    env = data.get("env")
+    if not isinstance(env, dict):
+        return
+    for name in ("domains", "splits"):
+        value = env.get(name)
+        if isinstance(value, str) and value and not Path(value).is_absolute() and not Path(value).exists():
+            beside = config_path.parent / value
+            if beside.is_file():
+                env[name] = str(beside)
 
 
 def _nest(keys: list[str], value: Any) -> dict[str, Any]:

@@ -275,3 +275,22 @@ def test_run_fails_before_any_stage_on_a_domain_whose_env_cannot_be_made(tmp_pat
                                           ".*fix env.kwargs"):
         run_pipeline(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing written, no stage started
+
+
+def test_a_config_files_domains_path_resolves_beside_the_config_file(tmp_path, monkeypatch):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "my_domains.yaml").write_text(yaml.safe_dump(DOMAINS))
+    (study / "my_env.yaml").write_text(yaml.safe_dump({"env": {"id": SQUARES_ID, "domains": "my_domains.yaml"},
+                                                       "evaluate": {"domains": "source,target"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(study / "my_env.yaml")
+    assert Path(config.env.domains).resolve() == (study / "my_domains.yaml").resolve()
+    (elsewhere / "my_domains.yaml").write_text(yaml.safe_dump(DOMAINS))
+    assert Path(load_config(study / "my_env.yaml").env.domains).resolve() == (elsewhere / "my_domains.yaml").resolve()
+    (study / "my_domains.yaml").unlink()
+    (elsewhere / "my_domains.yaml").unlink()
+    with pytest.raises(ConfigError, match="env.domains.*relative to the working directory or to the config file"):
+        load_config(study / "my_env.yaml")
