@@ -288,6 +288,34 @@ def _validate_vision(config: RunConfig) -> None:
         values.setdefault("factor_names", ("factor",))
         values.setdefault("factor_sizes", (2,))
     _check_model_config(config, name, values, "vision.model_config")
+    _validate_factor_models(config)
+
+
+#: vision models that ``darla run`` feeds SeekAvoid's ground-truth factor dataset (``seekavoid-factors``,
+#: RGB renders): they only fit SeekAvoid runs with RGB frames (``darla.pipeline.build_vision_model``)
+FACTOR_MODELS = ("dc_ign", "disbm", "scan")
+
+
+def _validate_factor_models(config: RunConfig) -> None:
+    """``dc_ign``, ``disbm`` (unless ``manifold_weight: 0``) and ``scan`` learn from ``seekavoid-factors``
+    as well as the frames: refuse them on another env (they would pair its frames with SeekAvoid's
+    factors) and on grey frames (the factor renders are RGB)."""
+    name = config.vision.model
+    if name not in FACTOR_MODELS:
+        return
+    if name == "disbm" and config.vision.model_config.get("manifold_weight", 1.0) == 0:
+        return  # no correspondence pairs: a plain boltzmann machine on the frames
+    alt = "use ae, dae, vae, beta_vae, beta_vae_dae, beta_tcvae, factor_vae, cci_vae or infogan" + \
+        (", or disbm with vision.model_config.manifold_weight=0" if name != "disbm" else "")
+    off = ", or set vision.model_config.manifold_weight=0 (no correspondence pairs)" if name == "disbm" else ""
+    if config.env.id != DEFAULT_ENV_ID:
+        raise ConfigError(f"config field 'vision.model' = {name!r} is invalid for env.id {config.env.id!r}: "
+                          f"{name} learns from SeekAvoid's ground-truth factors (seekavoid-factors) and this env "
+                          f"has none; {alt}{off}")
+    if config.env.channels != 3:
+        raise ConfigError(f"config field 'vision.model' = {name!r} is invalid with env.channels "
+                          f"{config.env.channels}: {name} learns from seekavoid-factors, which renders RGB; set "
+                          f"env.channels=3, or {alt}{off}")
 
 
 def _check_model_config(config: RunConfig, name: str, values: dict[str, Any], field_name: str) -> None:
