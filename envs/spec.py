@@ -142,7 +142,7 @@ class DomainSpec:
             raise ValueError(f"domain {self.name!r}: cannot make env {self.env_id!r} ({e}); is it registered "
                              "(import the module that registers it, or set env.id to a registered id)?") from None
         except TypeError as e:  # a keyword the env's constructor does not take
-            raise ValueError(f"domain {self.name!r}: env {self.env_id!r} rejects its keyword arguments "
+            raise EnvKwargsError(f"domain {self.name!r}: env {self.env_id!r} rejects its keyword arguments "
                              f"{sorted(kwargs)} ({e}); fix env.kwargs or the domain's kwargs") from None
         if not is_image_space(env.observation_space):
             if env.render_mode != "rgb_array":
@@ -161,6 +161,12 @@ class DomainSpec:
                 env.close()
                 raise ValueError(f"domain {self.name!r}: {e}") from None
         return DomainLabel(env, self.name)
+
+
+class EnvKwargsError(ValueError, TypeError):
+    """An env's constructor rejects a keyword argument: a ``ValueError`` with the domain and the fix for darla's
+    callers, and still a ``TypeError`` for those that probe with ``render_mode`` and retry without it
+    (stable-baselines3's ``make_vec_env``)."""
 
 
 #: modules that register env ids with these prefixes when imported (ids of packages without gymnasium
