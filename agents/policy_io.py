@@ -415,7 +415,12 @@ def pinned_vision(meta: dict[str, Any], vision: str | os.PathLike | None, where:
     return path
 
 
-def _normalize_stats(meta: dict[str, Any], where: Path, obs_dim: int | None) -> dict[str, Any] | None:
+def _normalize_stats(meta: dict[str, Any], where: Path, obs_dim: int | None, frame_stack: int = 1
+                     ) -> dict[str, Any] | None:
+    """The saved VecNormalize statistics. ``obs_dim`` is the policy's (stacked) observation size; statistics
+    of that size normalise the stacked vector (``stacked: True``, the order since darla stacks before it
+    normalises); statistics of ``obs_dim / frame_stack`` come from a policy saved with the earlier order
+    (normalise each step, then stack: ``stacked: False``), which :func:`agents.train.wrap_env` still follows."""
     norm = meta.get("normalize")
     if norm is None:
         return None
@@ -424,15 +429,20 @@ def _normalize_stats(meta: dict[str, Any], where: Path, obs_dim: int | None) -> 
     path = where / NORMALIZE_WEIGHTS
     tensors = _safetensors(_read_verified(path, norm.get("sha256")), path)
     mean, var = tensors.get("obs_mean"), tensors.get("obs_var")
-    if mean is None or var is None or mean.shape != var.shape or (obs_dim is not None and mean.numel() != obs_dim):
-        raise PolicyLoadError(f"'{path}' must hold obs_mean and obs_var of the features' size; retrain the policy")
+    sizes = () if obs_dim is None else (obs_dim,) if frame_stack == 1 or obs_dim % frame_stack else \
+        (obs_dim, obs_dim // frame_stack)
+    if mean is None or var is None or mean.shape != var.shape or mean.dim() != 1 \
+            or (sizes and mean.numel() not in sizes):
+        raise PolicyLoadError(f"'{path}' must hold obs_mean and obs_var of the (stacked) features' size "
+                              f"{' or '.join(map(str, sizes)) or '?'}; retrain the policy")
+    stacked = not sizes or mean.numel() == obs_dim
     try:
         clip, eps = float(norm["clip_obs"]), float(norm["epsilon"])
     except (KeyError, TypeError, ValueError):
         raise PolicyLoadError(f"'{where / POLICY_JSON}': 'normalize' needs numbers clip_obs and epsilon; retrain") \
             from None
     return {"mean": mean.numpy(), "var": var.numpy(), "clip_obs": clip, "epsilon": eps,
-            "count": float(norm.get("count", 0.0))}
+            "count": float(norm.get("count", 0.0)), "stacked": stacked}
 
 
 def load_darla_policy(
@@ -478,8 +488,8 @@ def load_darla_policy(
         if mode == "extractor":
             pkw["features_extractor_class"] = FrozenVisionExtractor
             pkw["features_extractor_kwargs"] = {"vision": str(vision_path), "device": device}
-    obs_dim = int(np.prod(obs_space.shape)) // frame_stack if isinstance(obs_space, spaces.Box) else None
-    norm = _normalize_stats(meta, where, obs_dim if mode == "latent" else None)
+    obs_dim = int(np.prod(obs_space.shape)) if isinstance(obs_space, spaces.Box) else None
+    norm = _normalize_stats(meta, where, obs_dim if mode == "latent" else None, frame_stack)
     try:
         model = build_algorithm(algo, policy_alias, obs_space, act_space, akw, pkw, n_envs, device, for_training)
     except (TypeError, ValueError, AssertionError) as e:

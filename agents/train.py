@@ -5,8 +5,11 @@ policy is trained on its features s^z = mean of q(z|x). Three modes:
 
 * ``latent`` (default, fast): :class:`agents.latent.LatentVecEnv` encodes each batch of frames once;
   an ``MlpPolicy`` learns on ``(feature_dim,)`` vectors, so PPO's epochs never re-run the encoder.
-  Optionally normalised (SB3 ``VecNormalize``, ``normalize=True``) and stacked over the last
-  ``frame_stack`` steps (SB3 ``VecFrameStack``), in that order (rl-zoo's).
+  Optionally stacked over the last ``frame_stack`` steps (SB3 ``VecFrameStack``) and then normalised
+  (SB3 ``VecNormalize``, ``normalize=True``, statistics of the stacked vector), in that order: SB3's
+  off-policy algorithms fill their replay buffer from the VecNormalize, so it must see stacked
+  observations. (Policies saved before this order normalised each step's features before stacking;
+  :func:`wrap_env` still feeds them that way.)
 * ``extractor``: :class:`agents.extractor.FrozenVisionExtractor` inside the policy (the encoder runs
   in every forward pass, including every PPO minibatch; same features, slower).
 * ``pixels``: the end-to-end baseline, SB3 ``CnnPolicy`` (NatureCNN) on frames (optionally stacked).
@@ -261,13 +264,17 @@ def make_training_env(
 # -- training --------------------------------------------------------------------------------------
 def _wrap_training_env(frames_env: VecEnv, mode: str, vision: Any, device: str, frame_stack: int, normalize: bool,
                        gamma: float) -> tuple[VecEnv, VecNormalize | None]:
-    """The VecEnv the algorithm trains on: frames -> [latents] -> [VecNormalize] -> [VecFrameStack]."""
+    """The VecEnv the algorithm trains on: frames -> [latents] -> [VecFrameStack] -> [VecNormalize].
+
+    VecNormalize goes outside the stack: SB3's off-policy algorithms store
+    ``VecNormalize.get_original_obs()`` in a replay buffer of the training env's (stacked) shape, so the
+    VecNormalize must see stacked observations (normalising before stacking crashed SAC/TD3/DQN)."""
     env: VecEnv = LatentVecEnv(frames_env, vision, device=device) if mode == "latent" else frames_env
     norm = None
-    if normalize:
-        env = norm = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=gamma)
     if frame_stack > 1:
         env = VecFrameStack(env, frame_stack)
+    if normalize:
+        env = norm = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=gamma)
     return env, norm
 
 
@@ -523,26 +530,38 @@ class StackedObservation(gym.Wrapper):
 def wrap_env(env: gym.Env, meta: dict[str, Any]) -> gym.Env:
     """Wrap a single env of frames as the policy of ``meta`` (from :func:`load_policy`) expects:
     latents, normalised, stacked — as in training."""
+    stats = meta.get("normalize_stats") if meta["mode"] == "latent" else None
+    stacked_stats = stats is None or stats.get("stacked", True)  # False: a policy saved before the stack-first order
     if meta["mode"] == "latent":
         env = LatentObservation(env, meta["vision_model"])
-        if meta.get("normalize_stats") is not None:
-            env = NormalizedObservation(env, meta["normalize_stats"])
+        if stats is not None and not stacked_stats:
+            env = NormalizedObservation(env, stats)
     if meta["mode"] in ("latent", "pixels") and int(meta.get("frame_stack") or 1) > 1:
         env = StackedObservation(env, int(meta["frame_stack"]))
+    if stats is not None and stacked_stats:
+        env = NormalizedObservation(env, stats)
     return env
 
 
 def wrap_vec_env(venv: VecEnv, meta: dict[str, Any]) -> VecEnv:
     """Wrap a VecEnv of frames as the policy of ``meta`` (from :func:`load_policy`) expects, with SB3's
     own wrappers (``VecNormalize`` frozen: ``training=False``, ``norm_reward=False``)."""
+    stats = meta.get("normalize_stats") if meta["mode"] == "latent" else None
+    stacked_stats = stats is None or stats.get("stacked", True)  # False: a policy saved before the stack-first order
+
+    def frozen_normalize(v: VecEnv) -> VecNormalize:
+        v = VecNormalize(v, training=False, norm_obs=True, norm_reward=False, clip_obs=stats["clip_obs"],
+                         epsilon=stats["epsilon"])
+        v.obs_rms.mean, v.obs_rms.var = stats["mean"].copy(), stats["var"].copy()
+        v.obs_rms.count = stats.get("count", 0.0)
+        return v
+
     if meta["mode"] == "latent":
         venv = LatentVecEnv(venv, meta["vision_model"])
-        stats = meta.get("normalize_stats")
-        if stats is not None:
-            venv = VecNormalize(venv, training=False, norm_obs=True, norm_reward=False, clip_obs=stats["clip_obs"],
-                                epsilon=stats["epsilon"])
-            venv.obs_rms.mean, venv.obs_rms.var = stats["mean"].copy(), stats["var"].copy()
-            venv.obs_rms.count = stats.get("count", 0.0)
+        if stats is not None and not stacked_stats:
+            venv = frozen_normalize(venv)
     if meta["mode"] in ("latent", "pixels") and int(meta.get("frame_stack") or 1) > 1:
         venv = VecFrameStack(venv, int(meta["frame_stack"]))
+    if stats is not None and stacked_stats:
+        venv = frozen_normalize(venv)
     return venv

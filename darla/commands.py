@@ -15,6 +15,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from darla.pipeline import run_pipeline
 
     config = load_config(args.config, args.overrides)
+    from darla.pipeline import check_policy_config
+
+    check_policy_config(config)  # policy.algo against the env's action space (makes one env for dqn, sac, ...)
     if args.print_config:
         print(dump_config(config), end="")
         return 0

@@ -146,7 +146,7 @@ class RunConfig:
         for name in ("domains", "splits"):
             path = getattr(self.env, name)
             _check(not path or Path(path).is_file(), f"env.{name}", path, "an existing YAML file of domains/splits "
-                   "(see envs.spec), or empty")
+                   "(see envs.spec; relative to the working directory or to the config file), or empty")
         _check(self.collect.frames >= 1, "collect.frames", self.collect.frames, "a positive integer")
         _check(self.collect.workers >= 1, "collect.workers", self.collect.workers, "a positive integer")
         _check(self.collect.policy in ("random", "explore"), "collect.policy", self.collect.policy,
@@ -288,6 +288,34 @@ def _validate_vision(config: RunConfig) -> None:
         values.setdefault("factor_names", ("factor",))
         values.setdefault("factor_sizes", (2,))
     _check_model_config(config, name, values, "vision.model_config")
+    _validate_factor_models(config)
+
+
+#: vision models that ``darla run`` feeds SeekAvoid's ground-truth factor dataset (``seekavoid-factors``,
+#: RGB renders): they only fit SeekAvoid runs with RGB frames (``darla.pipeline.build_vision_model``)
+FACTOR_MODELS = ("dc_ign", "disbm", "scan")
+
+
+def _validate_factor_models(config: RunConfig) -> None:
+    """``dc_ign``, ``disbm`` (unless ``manifold_weight: 0``) and ``scan`` learn from ``seekavoid-factors``
+    as well as the frames: refuse them on another env (they would pair its frames with SeekAvoid's
+    factors) and on grey frames (the factor renders are RGB)."""
+    name = config.vision.model
+    if name not in FACTOR_MODELS:
+        return
+    if name == "disbm" and config.vision.model_config.get("manifold_weight", 1.0) == 0:
+        return  # no correspondence pairs: a plain boltzmann machine on the frames
+    alt = "use ae, dae, vae, beta_vae, beta_vae_dae, beta_tcvae, factor_vae, cci_vae or infogan" + \
+        (", or disbm with vision.model_config.manifold_weight=0" if name != "disbm" else "")
+    off = ", or set vision.model_config.manifold_weight=0 (no correspondence pairs)" if name == "disbm" else ""
+    if config.env.id != DEFAULT_ENV_ID:
+        raise ConfigError(f"config field 'vision.model' = {name!r} is invalid for env.id {config.env.id!r}: "
+                          f"{name} learns from SeekAvoid's ground-truth factors (seekavoid-factors) and this env "
+                          f"has none; {alt}{off}")
+    if config.env.channels != 3:
+        raise ConfigError(f"config field 'vision.model' = {name!r} is invalid with env.channels "
+                          f"{config.env.channels}: {name} learns from seekavoid-factors, which renders RGB; set "
+                          f"env.channels=3, or {alt}{off}")
 
 
 def _check_model_config(config: RunConfig, name: str, values: dict[str, Any], field_name: str) -> None:
@@ -486,6 +514,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(loaded).__name__}")
         _merge(data, loaded, "")
+        _relative_to_config(data, path)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -495,6 +524,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     config = from_dict(data)
     config.validate(check_vision=check_vision)
     return config
+
+
+def _relative_to_config(data: dict[str, Any], config_path: Path) -> None:
+    """A config file's relative ``env.domains`` / ``env.splits`` that does not exist from the working directory
+    but does beside the config file is that one (``darla run --config elsewhere/my_env.yaml`` with
+    ``domains: my_domains.yaml`` next to it); paths that exist from the working directory keep meaning that."""
+    env = data.get("env")
+    if not isinstance(env, dict):
+        return
+    for name in ("domains", "splits"):
+        value = env.get(name)
+        if isinstance(value, str) and value and not Path(value).is_absolute() and not Path(value).exists():
+            beside = config_path.parent / value
+            if beside.is_file():
+                env[name] = str(beside)
 
 
 def _nest(keys: list[str], value: Any) -> dict[str, Any]:

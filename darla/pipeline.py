@@ -113,7 +113,11 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True,
     import envs  # noqa: F401  (registers the env, headless rendering)
     from darla.report import write_report
 
-    evaluation_domains(config)  # fail on a bad domain name now, not after training
+    domains, _ = evaluation_domains(config)  # fail on a bad domain name now, not after training
+    try:  # and on a domain whose env cannot be made (every trained domain is evaluated, so all are checked)
+        domain_catalog(config).check(domains)
+    except ValueError as e:
+        raise ConfigError(f"env.id {config.env.id!r}: a domain's env cannot be made: {e}") from None
     check_policy_config(config)  # and on an algorithm that cannot act in the env
     log.info("device: %s (config device: %s)", config.resolved_device, config.device)  # a missing GPU fails here
     run_dir = Path(run_dir)
@@ -247,6 +251,8 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
       ``model_config`` names ``factors``, only the extrinsic ones (pose and light,
       ``vision.models.dc_ign.SEEKAVOID_EXTRINSIC``) get a latent, so its intrinsic batches (floor, wall,
       object vary; pose and light fixed) come from the dataset as in Kulkarni et al. 2015;
+    (``dc_ign``, ``disbm`` with its regulariser and ``scan`` need SeekAvoid's RGB frames; the config
+    refuses them elsewhere, ``darla.config._validate_factor_models``; the others take ``env.channels``)
     * ``disbm``: correspondence pairs for its manifold regulariser from ``seekavoid-factors`` (h = pose
       and light, m = floor, wall, object; Reed et al. 2014 §3.2) unless ``model_config`` names
       ``m_factors``/``h_factors`` or sets ``manifold_weight`` to 0;
@@ -266,7 +272,7 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
         return name
     torch.manual_seed(config.seed)
     if name == "cci_vae":
-        model = vision.make("cci_vae", image_size=size, channels=3, **mc)
+        model = vision.make("cci_vae", image_size=size, channels=config.env.channels, **mc)
         if "c_steps" not in mc:
             model.set_total_steps(config.vision.steps)
         return model
@@ -274,7 +280,7 @@ def build_vision_model(config: RunConfig, data: Any, stage_dir: Path, progress: 
         from vision.models.dc_ign import SEEKAVOID_EXTRINSIC
 
         if mc.get("manifold_weight", 1.0) == 0:
-            return vision.make("disbm", image_size=size, channels=3, **mc)
+            return vision.make("disbm", image_size=size, channels=config.env.channels, **mc)
         if not mc.get("m_factors") and not mc.get("h_factors"):
             mc["h_factors"] = list(SEEKAVOID_EXTRINSIC)
             mc["m_factors"] = ["floor", "wall", "object"]

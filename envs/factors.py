@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from atomicio import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +159,6 @@ def _first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """``write(file)`` into a temporary file beside ``path``, fsync, rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def grid_dataset(dataset: FactorDataset, cache_file: str | Path | None = None, chunk: int = 500,
                  progress: bool = True) -> GridFactorDataset:
     """``dataset`` with every combination rendered once.
@@ -205,8 +189,9 @@ def grid_dataset(dataset: FactorDataset, cache_file: str | Path | None = None, c
     if cache is not None:
         # the grid first, its key last: a kill in between leaves a grid without its key, which is re-rendered
         _sidecar(cache).unlink(missing_ok=True)
-        _atomic_write(cache, lambda f: np.save(f, grid, allow_pickle=False))
-        _atomic_write(_sidecar(cache), lambda f: f.write(json.dumps(key, indent=1).encode()))
+        with atomic_open(cache) as f:
+            np.save(f, grid, allow_pickle=False)
+        atomic_write_text(_sidecar(cache), json.dumps(key, indent=1))
     return GridFactorDataset(dataset, grid)
 
 

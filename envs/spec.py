@@ -134,9 +134,16 @@ class DomainSpec:
         ensure_registered(self.env_id)
         try:
             env = gymnasium.make(self.env_id, **kwargs)
+        except gymnasium.error.DependencyNotInstalled as e:
+            hint = " (gymnasium's Box2D envs: pip install 'darla[box2d]')" if "box2d" in str(e).lower() else ""
+            raise ValueError(f"domain {self.name!r}: env {self.env_id!r} needs a package that is not installed: "
+                             f"{e}{hint}") from None
         except gymnasium.error.Error as e:
             raise ValueError(f"domain {self.name!r}: cannot make env {self.env_id!r} ({e}); is it registered "
                              "(import the module that registers it, or set env.id to a registered id)?") from None
+        except TypeError as e:  # a keyword the env's constructor does not take
+            raise EnvKwargsError(f"domain {self.name!r}: env {self.env_id!r} rejects its keyword arguments "
+                             f"{sorted(kwargs)} ({e}); fix env.kwargs or the domain's kwargs") from None
         if not is_image_space(env.observation_space):
             if env.render_mode != "rgb_array":
                 env.close()
@@ -154,6 +161,12 @@ class DomainSpec:
                 env.close()
                 raise ValueError(f"domain {self.name!r}: {e}") from None
         return DomainLabel(env, self.name)
+
+
+class EnvKwargsError(ValueError, TypeError):
+    """An env's constructor rejects a keyword argument: a ``ValueError`` with the domain and the fix for darla's
+    callers, and still a ``TypeError`` for those that probe with ``render_mode`` and retry without it
+    (stable-baselines3's ``make_vec_env``)."""
 
 
 #: modules that register env ids with these prefixes when imported (ids of packages without gymnasium
@@ -505,6 +518,12 @@ class DomainCatalog:
         ``(obs_size, obs_size, channels)`` uint8."""
         return make_domains_env(specs if not isinstance(specs, DomainSpec) else [specs], obs_size=self.obs_size,
                                 channels=self.channels, provider=self.provider, **overrides)
+
+    def check(self, specs: Sequence[DomainSpec]) -> None:
+        """Make and close the env of each of ``specs``: a domain that cannot be made (an unregistered id, a
+        keyword its env rejects, a bad wrapper value) raises its ``ValueError`` now, before any work."""
+        for spec in specs:
+            self.make([spec]).close()
 
     def factor_names(self) -> tuple[str, ...] | None:
         """``info["factors"]`` names if the provider knows them without an env."""

@@ -540,3 +540,89 @@ def test_darla_run_refuses_an_algorithm_that_cannot_act_in_the_env_before_any_wo
     err = capsys.readouterr().err
     assert "policy.algo" in err and "needs Box actions" in err and "Discrete(3)" in err and "ppo" in err
     assert not (tmp_path / "stages").exists()
+
+
+@pytest.mark.parametrize("algo,env_fn,akw", [
+    ("sac", TinyReachEnv, dict(learning_starts=16, batch_size=16, buffer_size=500, train_freq=4)),
+    ("dqn", TinyChoiceEnv, dict(learning_starts=16, batch_size=16, buffer_size=500, train_freq=4)),
+    ("ppo", TinyChoiceEnv, dict(n_steps=32, batch_size=32, n_epochs=1)),
+])
+def test_frame_stack_with_normalize_trains_saves_reloads_and_evaluates(tiny_checkpoint, tmp_path, algo, env_fn, akw):
+    """Off-policy algorithms store VecNormalize's original observations in their replay buffer, so the
+    VecNormalize must see stacked observations (frames -> latents -> VecFrameStack -> VecNormalize):
+    normalising before stacking fed (6,) observations into an (12,) buffer and crashed."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
+
+    keep = KeepModel()
+    out = train_policy(env_fn=env_fn, vision=str(tiny_checkpoint), algo=algo, steps=64, n_envs=2, seed=0,
+                       out_dir=tmp_path / "p", progress=False, algo_kwargs=akw, eval_callback=keep,
+                       frame_stack=2, normalize=True)
+    assert isinstance(keep.venv, VecNormalize) and isinstance(keep.venv.venv, VecFrameStack)
+    model, meta = load_policy(out)
+    assert model.observation_space.shape == (12,) and meta["normalize_stats"]["mean"].shape == (12,)
+    venv = wrap_vec_env(DummyVecEnv([env_fn]), meta)
+    assert isinstance(venv, VecNormalize) and isinstance(venv.venv, VecFrameStack)
+    np.testing.assert_array_equal(venv.obs_rms.mean, keep.venv.obs_rms.mean)
+    # one env at a time (stage 3) and the VecEnv chain see the same observations
+    env = wrap_env(env_fn(), meta)
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        venv.seed(seed)
+        np.testing.assert_allclose(obs, venv.reset()[0], rtol=0, atol=1e-6)
+    result = zero_shot_evaluate([out], ["A-default"], env_factory=env_fn, episodes=2, seed=0, progress=False,
+                                n_boot=10)
+    assert len(result["returns"]["A-default"][0]) == 2
+
+
+def test_policy_saved_with_the_old_normalize_then_stack_order_still_evaluates_as_trained(tiny_checkpoint, tmp_path,
+                                                                                        monkeypatch):
+    """policy.json files written before the stack-first order hold statistics of one step's features
+    (6, not 3 x 6); they load, and are fed normalise-then-stack, exactly as they were trained."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
+
+    import agents.train as train_mod
+    from agents.latent import LatentVecEnv
+
+    def old_order(frames_env, mode, vision, device, frame_stack, normalize, gamma):
+        env = norm = VecNormalize(LatentVecEnv(frames_env, vision, device=device), norm_obs=True, norm_reward=True,
+                                  gamma=gamma)
+        return VecFrameStack(env, frame_stack), norm
+
+    monkeypatch.setattr(train_mod, "_wrap_training_env", old_order)
+    keep = PlayAtEnd()
+    out = train_policy(env_fn=TinyChoiceEnv, vision=str(tiny_checkpoint), steps=128, n_envs=1, seed=0,
+                       out_dir=tmp_path / "p", progress=False, algo_kwargs=dict(n_steps=32, batch_size=32, n_epochs=1),
+                       eval_callback=keep, frame_stack=3, normalize=True)
+    model, meta = load_policy(out)
+    assert model.observation_space.shape == (18,) and meta["normalize_stats"]["mean"].shape == (6,)
+    assert meta["normalize_stats"]["stacked"] is False
+    rows_vec, _ = _play_vec(wrap_vec_env(DummyVecEnv([TinyChoiceEnv]), meta), model, range(4), action=2)
+    env = wrap_env(TinyChoiceEnv(), meta)
+    rows_eval = []
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            rows_eval.append(obs.copy())
+            obs, _, term, trunc, _ = env.step(2)
+            done = term or trunc
+    assert len(keep.rows) == len(rows_eval) == len(rows_vec) > 4
+    for (a, _), b, (c, _) in zip(keep.rows, rows_eval, rows_vec):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-6)
+
+
+def test_normalize_statistics_of_another_size_are_refused(tiny_checkpoint, tmp_path):
+    from safetensors.numpy import save_file
+
+    out = train_policy(env_fn=TinyChoiceEnv, vision=str(tiny_checkpoint), steps=64, n_envs=1, seed=0,
+                       out_dir=tmp_path / "p", progress=False, algo_kwargs=dict(n_steps=32, batch_size=32, n_epochs=1),
+                       frame_stack=3, normalize=True)
+    save_file({"obs_mean": np.zeros(5), "obs_var": np.ones(5)}, str(out / "vecnormalize.safetensors"))
+    meta = json.loads((out / "policy.json").read_text())
+    import hashlib
+
+    meta["normalize"]["sha256"] = hashlib.sha256((out / "vecnormalize.safetensors").read_bytes()).hexdigest()
+    (out / "policy.json").write_text(json.dumps(meta))
+    with pytest.raises(PolicyLoadError, match=r"vecnormalize.safetensors.*size 18 or 6; retrain"):
+        load_policy(out)

@@ -264,3 +264,85 @@ def test_train_vision_icf_on_a_generic_env_needs_the_domains_file_of_its_data(tm
     assert "icf" in err and "plain" in err and "--domains FILE" in err
     assert _main(*argv, "--domains", domains_file) == 0
     assert (tmp_path / "icf" / "model").is_dir()
+
+
+def test_run_fails_before_any_stage_on_a_domain_whose_env_cannot_be_made(tmp_path, domains_file):
+    from darla.pipeline import run_pipeline
+
+    config = load_config(None, [f"env.id={SQUARES_ID}", f"env.domains={domains_file}",
+                                "env.kwargs={no_such_argument: 1}"])
+    with pytest.raises(ConfigError, match="domain 'plain'.*rejects its keyword arguments \\['no_such_argument'\\]"
+                                          ".*fix env.kwargs"):
+        run_pipeline(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing written, no stage started
+
+
+def test_a_config_files_domains_path_resolves_beside_the_config_file(tmp_path, monkeypatch):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "my_domains.yaml").write_text(yaml.safe_dump(DOMAINS))
+    (study / "my_env.yaml").write_text(yaml.safe_dump({"env": {"id": SQUARES_ID, "domains": "my_domains.yaml"},
+                                                       "evaluate": {"domains": "source,target"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(study / "my_env.yaml")
+    assert Path(config.env.domains).resolve() == (study / "my_domains.yaml").resolve()
+    (elsewhere / "my_domains.yaml").write_text(yaml.safe_dump(DOMAINS))
+    assert Path(load_config(study / "my_env.yaml").env.domains).resolve() == (elsewhere / "my_domains.yaml").resolve()
+    (study / "my_domains.yaml").unlink()
+    (elsewhere / "my_domains.yaml").unlink()
+    with pytest.raises(ConfigError, match="env.domains.*relative to the working directory or to the config file"):
+        load_config(study / "my_env.yaml")
+
+
+# -- vision models that need SeekAvoid's factors, grey frames, and the policy check at --print-config ----------
+GENERIC = [f"env.id={SQUARES_ID}", "evaluate.domains=source"]
+
+
+@pytest.mark.parametrize("model", ["dc_ign", "disbm", "scan"])
+def test_factor_models_are_refused_on_an_env_without_seekavoid_factors(model):
+    with pytest.raises(ConfigError, match=rf"'vision.model' = '{model}' is invalid for env.id '{SQUARES_ID}'"
+                                          r".*seekavoid-factors.*use ae, dae, vae, beta_vae, beta_vae_dae"):
+        load_config(None, [*GENERIC, f"vision.model={model}"])
+
+
+@pytest.mark.parametrize("model", ["dc_ign", "disbm", "scan"])
+def test_factor_models_are_refused_on_grey_frames(model):
+    with pytest.raises(ConfigError, match=rf"'vision.model' = '{model}' is invalid with env.channels 1.*RGB.*"
+                                          r"env.channels=3"):
+        load_config(None, ["env.channels=1", f"vision.model={model}"])
+
+
+def test_models_that_need_no_factors_load_on_any_env_and_on_grey_frames():
+    for overrides in (["vision.model=beta_vae"], ["vision.model=cci_vae", "env.channels=1"],
+                      ["vision.model=disbm", "vision.model_config.manifold_weight=0", "env.channels=1"]):
+        load_config(None, [*GENERIC, *overrides])
+    load_config(None, ["vision.model=dc_ign"])  # SeekAvoid, RGB: the default wiring
+
+
+@pytest.mark.parametrize("model,overrides", [("cci_vae", []), ("disbm", ["vision.model_config.manifold_weight=0"])])
+def test_grey_frames_train_the_models_built_by_the_pipeline(model, overrides, tmp_path):
+    import numpy as np
+
+    from darla.pipeline import build_vision_model
+    from vision.train import train_vision
+
+    config = load_config(None, [*GENERIC, "env.channels=1", "env.obs_size=16", f"vision.model={model}", *overrides])
+    built = build_vision_model(config, None, tmp_path, progress=False)
+    assert built.config.channels == 1
+    frames = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 1), dtype=np.uint8)
+    out = train_vision(built, frames, tmp_path / model, steps=2, batch_size=8, progress=False, probe=False)
+    assert out.is_dir()
+
+
+def test_print_config_checks_the_algorithm_against_the_envs_action_space(capsys):
+    from darla.cli import main
+
+    assert main(["run", "--print-config", "--set", f"env.id={SQUARES_ID}", "--set", "env.kwargs.continuous=false",
+                 "--set", "evaluate.domains=source", "--set", "policy.algo=sac"]) == 2
+    err = capsys.readouterr().err
+    assert "'policy.algo' = 'sac'" in err and "needs Box actions" in err and "Discrete" in err, err
+    assert main(["run", "--print-config", "--set", f"env.id={SQUARES_ID}", "--set", "evaluate.domains=source",
+                 "--set", "policy.algo=sac"]) == 0
+    assert "algo: sac" in capsys.readouterr().out

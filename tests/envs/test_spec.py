@@ -217,3 +217,14 @@ def test_miniworld_envs_sharing_a_process_each_draw_their_own_scene():
         for t, (x, y) in enumerate(zip(mine, ref)):
             np.testing.assert_array_equal(x, y, err_msg=f"{spec.name}, step {t}")
     assert np.abs(alone[0][0].astype(int) - alone[1][0]).mean() > 3  # the two scenes really differ
+
+
+def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch):
+    def make(*args, **kwargs):  # gymnasium's own message when Box2D is missing
+        raise gymnasium.error.DependencyNotInstalled('Box2D is not installed, you can install it by run `pip install '
+                                                     'swig` followed by `pip install "gymnasium[box2d]"`')
+
+    monkeypatch.setattr(gymnasium, "make", make)
+    with pytest.raises(ValueError, match="domain 'd': env 'CarRacing-v3' needs a package that is not installed.*"
+                                         "pip install 'darla\\[box2d\\]'"):
+        DomainSpec("d", "CarRacing-v3").make_env()
