@@ -23,13 +23,14 @@ from envs.factors import (
 )
 
 if "darla/SeekAvoid-v0" not in gymnasium.registry:
-    gymnasium.register(id="darla/SeekAvoid-v0", entry_point="envs.seekavoid:SeekAvoidEnv")
+    gymnasium.register(id="darla/SeekAvoid-v0", entry_point="envs.seekavoid.env:SeekAvoidEnv")
 if "darla/Domains-v0" not in gymnasium.registry:
     gymnasium.register(id="darla/Domains-v0", entry_point="envs.spec:make_domains_env", disable_env_checker=True)
 
 # Shared file: each module appends its own export line below.
 from envs.collect import collect_frames
-from envs.domains import (
+from envs.dsprites import DSprites
+from envs.seekavoid.domains import (
     Domain,
     RoomStyle,
     get_domain,
@@ -40,7 +41,6 @@ from envs.domains import (
     load_domains_yaml,
     resolve_domains,
 )
-from envs.dsprites import DSprites
 from envs.spec import (
     DomainCatalog,
     DomainSpec,
@@ -65,8 +65,8 @@ from envs.wrappers import (
     apply_wrapper,
 )
 
-register_provider("darla/SeekAvoid-v0", "envs.seekavoid_provider:SeekAvoidProvider")
-from envs.seekavoid_factors import SeekAvoidFactors  # noqa: E402  (registers "seekavoid-factors")
+register_provider("darla/SeekAvoid-v0", "envs.seekavoid.provider:SeekAvoidProvider")
+from envs.seekavoid.factors import SeekAvoidFactors  # noqa: E402  (registers "seekavoid-factors")
 
 
 def __getattr__(name: str):

@@ -51,7 +51,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from atomicio import atomic_write_text, fsync_replace, remove_temp_files, temp_path
-from envs.domains import SEEKAVOID_ID, held_out_domains  # noqa: F401  (held_out_domains: re-exported)
+from envs.seekavoid.domains import SEEKAVOID_ID, held_out_domains  # noqa: F401  (held_out_domains: re-exported)
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ domains plug into the same policies: ``HueShift(env, 90)``, ``ColorTint(env, (1.
 Suite / DMC-GB benchmarks: ``RandomConv`` (Lee et al. 2020, "Network randomization"), ``ColorJitter``,
 ``Background`` (a static distractor image or colour behind a key colour, or blended), ``Shift`` (a
 translation of the frame) and ``Crop``. They shift the *whole* frame, objects included — compare with
-:class:`envs.domains.Domain` shifts that change the rendered scene.
+:class:`envs.seekavoid.domains.Domain` shifts that change the rendered scene.
 
 Randomised wrappers take a ``seed``. With ``per_episode=True`` they draw new parameters at every reset, from
 a generator re-seeded by ``reset(seed=s)`` with ``(seed, s)``: the same seeds give the same frames. With

@@ -23,7 +23,7 @@ import gymnasium as gym
 import envs  # noqa: F401  (registers darla/SeekAvoid-v0, headless rendering)
 from agents import load_policy, write_evaluation, zero_shot_evaluate
 from agents.algos import algo_names
-from envs.domains import get_domain, load_domains_yaml, resolve_domains
+from envs.seekavoid.domains import get_domain, load_domains_yaml, resolve_domains
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--policy", nargs="+", required=True,
                    help="darla policy directories (one per training seed), or SB3 .zip files (with --algo)")
     p.add_argument("--algo", default="ppo", choices=algo_names(), help="SB3 algorithm of plain .zip policies")
-    p.add_argument("--domains-yaml", type=Path, default=None, help="extra domains from a YAML file (see envs.domains)")
+    p.add_argument("--domains-yaml", type=Path, default=None, help="extra domains from a YAML file (see envs.seekavoid.domains)")
     p.add_argument("--obs-size", type=int, default=None, help="frame size (default: from policy.json, else 64)")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=1000)

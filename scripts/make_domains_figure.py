@@ -48,7 +48,7 @@ def labelled_panel(frame: np.ndarray, label: str, split: str) -> np.ndarray:
 
 
 def make_figure(out: Path, size: int = 128, seed: int = 3, hard: bool = True) -> Path:
-    from envs.domains import get_split
+    from envs.seekavoid.domains import get_split
     from vision.checkpoint import atomic_write_bytes
 
     source = {d.name for d in get_split("source")}

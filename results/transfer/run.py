@@ -20,7 +20,7 @@ Run from the repository root::
         --seeds 0,1,2,3,4 --work runs/transfer --out results/transfer
 
 ``--split camera`` runs the same study on the camera split (``cam-source`` / ``cam-target`` /
-``cam-hard`` of ``envs.domains``: camera height instead of the room style is the shifted factor)::
+``cam-hard`` of ``envs.seekavoid.domains``: camera height instead of the room style is the shifted factor)::
 
     python results/transfer/run.py --split camera --seeds 0,1,2,3,4 --work runs/camera --out results/transfer/camera
 
@@ -54,7 +54,7 @@ DEFAULT_MODELS = ("pixels", "ae", "dae", "vae", "beta_vae", "beta_vae_dae", "bet
 #: The DARLA target domain (pair A in the changed room): the headline target of the room split.
 DARLA_TARGET = "A-changed"
 #: ``--split``: stage-1 (and, unless ``policy`` names fewer, policy) source split, target split and hard
-#: split of ``envs.domains``. ``room`` is DARLA's split (the room style is the shifted factor); ``camera``
+#: split of ``envs.seekavoid.domains``. ``room`` is DARLA's split (the room style is the shifted factor); ``camera``
 #: shifts the camera height instead (pair B is seen with the camera raised, pair A only at the default
 #: height; the target is pair A with the camera raised); ``camera-narrow`` keeps camera's stage 1 but
 #: trains the policies at the default camera height only (A-default, B-default), so only the vision has
@@ -397,7 +397,7 @@ def run_study(args: argparse.Namespace) -> dict:
 
     split = SPLITS[args.split]
     source_split, target_split, hard_split = split["source"], split["target"], split["hard"]
-    from envs.domains import get_split
+    from envs.seekavoid.domains import get_split
 
     (target_domain,) = (d.name for d in get_split(target_split))
     hard_domains = [d.name for d in get_split(hard_split)]

@@ -125,7 +125,7 @@ def test_every_zoo_model_plugs_into_the_pipeline(model, tmp_path):
 def test_evaluate_a_trained_policy_on_a_user_defined_yaml_domain(tiny_run, tmp_path):
     import dataclasses
 
-    from envs.domains import dump_domains_yaml, get_domain
+    from envs.seekavoid.domains import dump_domains_yaml, get_domain
 
     purple = dataclasses.replace(get_domain("A-default"), name="A-lowcam-custom", cam_height=(1.1, 1.1))
     spec = tmp_path / "shifts.yaml"

@@ -100,7 +100,7 @@ def test_evaluate_key_changes_when_a_yaml_domain_file_is_edited(tmp_path, monkey
 
     import darla.pipeline as pipeline
     from darla.config import load_config
-    from envs.domains import dump_domains_yaml, get_domain
+    from envs.seekavoid.domains import dump_domains_yaml, get_domain
 
     seen = []
     monkeypatch.setattr(pipeline, "evaluate_policies", lambda *a, **kw: seen.append(a[1]) or {})

@@ -22,7 +22,7 @@ def test_twins_share_every_state_and_differ_only_where_the_domain_does(inv):
 
 
 def test_a_target_that_moves_the_agent_is_not_a_twin(inv):
-    from envs.domains import get_domain
+    from envs.seekavoid.domains import get_domain
 
     jittered = dataclasses.replace(get_domain("A-default"), name="A-default-jitter", spawn_jitter=0.5)
     with pytest.raises(RuntimeError, match="pose differs"):

@@ -15,8 +15,8 @@ import pytest
 import envs  # noqa: F401  (headless miniworld, registers the env)
 from envs import collect
 from envs.collect import collect_frames, held_out_domains
-from envs.domains import get_domain, get_split
 from envs.frames import FrameDataset
+from envs.seekavoid.domains import get_domain, get_split
 
 ARRAYS = ("frames.npy", "factors.npy", "domains.npy")
 # Small on purpose: 200 frames of 32×32 in 4 chunks (the last one short) over the source split.

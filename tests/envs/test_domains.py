@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from envs.domains import (
+from envs.seekavoid.domains import (
     PAIRS,
     ROOM_STYLES,
     Domain,

@@ -1,14 +1,15 @@
 """SeekAvoid env: API, seeding, paired layouts, reward semantics, rendering of the domains."""
 
 import math
+import sys
 
 import gymnasium
 import numpy as np
 import pytest
 
 import envs  # noqa: F401  (headless, registers the env)
-from envs.domains import get_domain, get_split, list_domains
 from envs.seekavoid import SeekAvoidEnv
+from envs.seekavoid.domains import get_domain, get_split, list_domains
 
 SIZE = 32
 TURN_LEFT, TURN_RIGHT, FORWARD = 0, 1, 2
@@ -267,3 +268,24 @@ def test_envs_sharing_a_process_each_draw_their_own_scene():
     for (domain, _), mine, ref in zip(specs, got, alone):
         for t, (x, y) in enumerate(zip(mine, ref)):
             np.testing.assert_array_equal(x, y, err_msg=f"{domain}, step {t}")
+
+
+def test_seekavoid_is_a_package_of_the_envs_core_and_its_old_entry_point_still_resolves():
+    import importlib
+    import subprocess
+
+    from gymnasium.envs.registration import load_env_creator
+
+    import envs.seekavoid
+    from envs.seekavoid.env import SeekAvoidEnv as Env
+
+    # the flat module envs/seekavoid.py of earlier versions: its entry point names the same class
+    assert load_env_creator("envs.seekavoid:SeekAvoidEnv") is Env
+    assert load_env_creator(gymnasium.spec("darla/SeekAvoid-v0").entry_point) is Env
+    assert envs.seekavoid.RENDER_REVISION == importlib.import_module("envs.seekavoid.env").RENDER_REVISION
+    with pytest.raises(AttributeError, match="envs.seekavoid' has no attribute 'nope'"):
+        envs.seekavoid.nope  # noqa: B018
+    # importing the core (domains, provider registry) does not load miniworld and OpenGL
+    code = "import sys, envs, envs.seekavoid.domains; print('miniworld' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

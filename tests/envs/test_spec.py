@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import envs  # noqa: F401
-from envs.domains import get_domain
+from envs.seekavoid.domains import get_domain
 from envs.spec import DomainCatalog, DomainMixture, DomainSpec, make_domains_env
 from tests.envs.toy import SQUARES_ID
 

@@ -3,7 +3,7 @@
 DARLA (Higgins, Pal et al. 2017, sec. 4.1) trains in DeepMind Lab's seek-avoid rooms: the agent sees
 first-person RGB frames, turns and moves, and is rewarded +1 for touching one object of a pair and −1
 for the other. Here the domain (object pair, room style and nuisance ranges) is data from
-:mod:`envs.domains`; this module renders it with miniworld's headless OpenGL.
+:mod:`envs.seekavoid.domains`; this module renders it with miniworld's headless OpenGL.
 
 Layouts:
 
@@ -74,7 +74,7 @@ from pyglet.gl import (
 )
 
 from envs import miniworld_gl
-from envs.domains import ROOM_STYLES, Domain, ObjectSpec, RoomStyle, resolve_domains
+from envs.seekavoid.domains import ROOM_STYLES, Domain, ObjectSpec, RoomStyle, resolve_domains
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ _TEX_SIZE = 256  # pixels per texture repeat; miniworld maps 512 texels to 1 m, 
 
 
 def pattern_image(pattern: str, size: int = _TEX_SIZE) -> np.ndarray:
-    """Grey-level pattern ``(size, size) uint8`` for :data:`envs.domains.PATTERNS` (one repeat = 0.5 m).
+    """Grey-level pattern ``(size, size) uint8`` for :data:`envs.seekavoid.domains.PATTERNS` (one repeat = 0.5 m).
 
     Values stay in 150–240, so the style's colour dominates and the lines give depth and motion cues.
     """
@@ -115,7 +115,7 @@ def pattern_image(pattern: str, size: int = _TEX_SIZE) -> np.ndarray:
     elif pattern == "stripes":
         img[(yy // (size // 4)) % 2 == 1] = 190
     else:
-        from envs.domains import PATTERNS
+        from envs.seekavoid.domains import PATTERNS
 
         raise ValueError(f"unknown pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
     return img
@@ -379,7 +379,7 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
     ``info["factors"]`` the ground-truth factors of the frame (keys :attr:`FACTOR_NAMES`; as a vector:
     :meth:`factor_vector` or :meth:`factors_to_vector`).
 
-    :param domain: a domain name, a :class:`~envs.domains.Domain`, a split name, a comma-separated spec
+    :param domain: a domain name, a :class:`~envs.seekavoid.domains.Domain`, a split name, a comma-separated spec
         (``"source"``, ``"A-default,B-changed"``) or a list; with several domains one is drawn per episode
         from the env's seeded domain stream (``reset(options={"domain": name})`` forces one)
     :param layout: ``"choice"`` or ``"collect"``
@@ -394,7 +394,7 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
     """
 
     #: Keys of ``info["factors"]``, in the order of :meth:`factor_vector`.
-    #: ``pair``: 0 = A, 1 = B. ``room``: index in ``envs.domains.ROOM_STYLES`` (−1 for a custom style).
+    #: ``pair``: 0 = A, 1 = B. ``room``: index in ``envs.seekavoid.domains.ROOM_STYLES`` (−1 for a custom style).
     #: ``good_side``: 0 = left, 1 = right (``choice``; −1 in ``collect``). Positions in metres, angles in
     #: radians (``agent_dir`` in [−π, π); ``*_angle`` is the bearing of the nearest remaining object of the
     #: kind, positive to the agent's left; ``*_dist`` is −1 and ``*_angle`` 0 when none remains).
@@ -490,7 +490,7 @@ class SeekAvoidEnv(MiniWorldEnv, utils.EzPickle):
         pick = int(domain_rng.integers(len(self.domains)))  # always drawn: forcing a domain keeps the stream
         self.domain = self.domains[pick]
         if options and options.get("domain") is not None:
-            from envs.domains import get_domain
+            from envs.seekavoid.domains import get_domain
 
             self.domain = get_domain(options["domain"])
         self._layout_u = layout_rng.random(16)  # fixed count per episode, see module docstring
@@ -656,4 +656,4 @@ __all__ = [
 
 # Make sure `gymnasium.make("darla/SeekAvoid-v0")` works when this module is imported on its own.
 if "darla/SeekAvoid-v0" not in gymnasium.registry:
-    gymnasium.register(id="darla/SeekAvoid-v0", entry_point="envs.seekavoid:SeekAvoidEnv")
+    gymnasium.register(id="darla/SeekAvoid-v0", entry_point="envs.seekavoid.env:SeekAvoidEnv")

@@ -1,9 +1,9 @@
 """SeekAvoid as one provider of the generic domain interface (:mod:`envs.spec`).
 
-A SeekAvoid :class:`~envs.domains.Domain` (object pair, room style, nuisance ranges) becomes
+A SeekAvoid :class:`~envs.seekavoid.domains.Domain` (object pair, room style, nuisance ranges) becomes
 ``DomainSpec(name, "darla/SeekAvoid-v0", kwargs={"domain": <its mapping>})``; its built-in domains and
 splits (``source``, ``target``, ``hard``, ...) keep their names. A YAML mapping in the SeekAvoid schema
-(:mod:`envs.domains`) may add ``wrappers``; one with ``env_id`` or ``kwargs`` is read as a generic domain.
+(:mod:`envs.seekavoid.domains`) may add ``wrappers``; one with ``env_id`` or ``kwargs`` is read as a generic domain.
 Several SeekAvoid domains without wrappers render in one SeekAvoid env (its own per-episode domain
 stream), exactly as before the generic core existed.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import gymnasium
 
-from envs.domains import _DOMAINS, _SPLITS, SEEKAVOID_ID, Domain, held_out_domains
+from envs.seekavoid.domains import _DOMAINS, _SPLITS, SEEKAVOID_ID, Domain, held_out_domains
 from envs.spec import DomainSpec, Provider
 
 _GENERIC_KEYS = {"env_id", "kwargs"}

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from envs.domains import PAIRS, ROOM_STYLES
 from envs.factors import FactorDataset, register_factor_dataset
+from envs.seekavoid.domains import PAIRS, ROOM_STYLES
 
 _STYLES = ("default", "changed", "third")
 _OBJECTS = (("A", "good"), ("A", "bad"), ("B", "good"), ("B", "bad"))
@@ -84,7 +84,7 @@ class SeekAvoidFactors(FactorDataset):
         return out
 
     def _render(self, floor: int, wall: int, obj: int, lateral: int, depth: int, heading: int, light: int) -> np.ndarray:
-        from envs.seekavoid import _AMBIENT, _DIFFUSE, SeekObject, _pattern_texture
+        from envs.seekavoid.env import _AMBIENT, _DIFFUSE, SeekObject, _pattern_texture
 
         env = self.env
         room = env.room
