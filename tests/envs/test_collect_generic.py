@@ -159,3 +159,14 @@ def test_grey_collection_keeps_one_channel(tmp_path):
     out = collect_frames(tmp_path / "g", workers=1, channels=1, **{**TOY, "frames": 20})
     data = FrameDataset(out)
     assert data.frames.shape == (20, 16, 16, 1) and data.obs_shape == (1, 16, 16)
+
+
+def test_multidiscrete_action_env_collects_deterministically(tmp_path):
+    kw = {**TOY, "frames": 40, "env_kwargs": {"multi_discrete": True}}
+    a = collect_frames(tmp_path / "a", workers=1, **kw)
+    b = collect_frames(tmp_path / "b", workers=2, **kw)
+    assert _bytes(a) == _bytes(b)
+    frames = FrameDataset(a).frames
+    assert frames.shape == (40, 16, 16, 3)
+    # the random policy moves the square: consecutive frames of an episode differ
+    assert np.mean([not np.array_equal(frames[i], frames[i + 1]) for i in range(19)]) > 0.5

@@ -32,12 +32,15 @@ class SquaresEnv(gymnasium.Env):
 
     def __init__(self, continuous: bool = True, image_obs: bool = False, factors: bool = False, height: int = 40,
                  width: int = 48, grey: bool = False, background: tuple = (30, 30, 30),
-                 render_mode: str | None = None):
+                 render_mode: str | None = None, multi_discrete: bool = False):
         self.continuous, self.image_obs, self.with_factors = continuous, image_obs, factors
+        self.multi_discrete = bool(multi_discrete)
         self.h, self.w, self.grey = int(height), int(width), bool(grey)
         self.background = np.array(background, dtype=np.uint8)
         self.render_mode = render_mode
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32) if continuous else spaces.Discrete(5)
+        if self.multi_discrete:  # (dx, dy), each 0 = -1, 1 = stay, 2 = +1
+            self.action_space = spaces.MultiDiscrete([3, 3])
         shape = (self.h, self.w) if grey else (self.h, self.w, 3)
         self.observation_space = (spaces.Box(0, 255, shape, np.uint8) if image_obs
                                   else spaces.Box(0.0, 1.0, (2,), np.float32))
@@ -68,7 +71,9 @@ class SquaresEnv(gymnasium.Env):
         return self._obs(), self._info()
 
     def step(self, action):
-        if self.continuous:
+        if self.multi_discrete:
+            move = (np.asarray(action, dtype=np.float32) - 1) * 0.1
+        elif self.continuous:
             move = np.clip(np.asarray(action, dtype=np.float32), -1, 1) * 0.1
         else:
             move = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)][int(action)], dtype=np.float32) * 0.1
