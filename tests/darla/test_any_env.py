@@ -346,3 +346,16 @@ def test_print_config_checks_the_algorithm_against_the_envs_action_space(capsys)
     assert main(["run", "--print-config", "--set", f"env.id={SQUARES_ID}", "--set", "evaluate.domains=source",
                  "--set", "policy.algo=sac"]) == 0
     assert "algo: sac" in capsys.readouterr().out
+
+
+def test_sweep_cli_runs_a_grid_on_a_generic_env_from_its_config_file(toy_run):
+    tmp_path, _, _ = toy_run
+    proc = _darla("sweep", "--config", "my_env.yaml", "--models", "pixels,vae", "--seeds", "0", "--no-ray",
+                  "--out", "sweep", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
+    assert set(summary["results"]) == {"pixels/ppo", "vae/ppo"}
+    for row in summary["results"].values():  # scored on the domains file's source and target splits
+        assert row["seeds"] == [0] and "source" in row and "target" in row
+    stages = [p.name.rsplit("-", 1)[0] for p in (tmp_path / "sweep" / "stages").iterdir()]
+    assert stages.count("collect") == 1 and stages.count("vision") == 1
