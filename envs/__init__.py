@@ -77,7 +77,7 @@ def __getattr__(name: str):
 
         return FrameDataset
     if name == "SeekAvoidEnv":  # imports miniworld (OpenGL): on first use only
-        from envs.seekavoid import SeekAvoidEnv
+        from envs.seekavoid.env import SeekAvoidEnv
 
         return SeekAvoidEnv
     raise AttributeError(f"module 'envs' has no attribute {name!r}")

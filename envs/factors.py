@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from atomicio import atomic_open, atomic_write_text
+from envs.moved import current_name
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ def _read_grid_cache(cache: Path, key: dict, expected: tuple[int, ...]) -> np.nd
         recorded = json.loads(_sidecar(cache).read_text())
     except (OSError, ValueError):
         recorded, why = None, f"its key file {_sidecar(cache).name} is missing or damaged"
+    if isinstance(recorded, dict) and isinstance(recorded.get("class"), str):
+        recorded = {**recorded, "class": current_name(recorded["class"])}  # a cache written before a module moved
     if why is None and recorded != key:
         why = "it was built from another dataset, size or cache version"
     if why is None:

@@ -168,13 +168,13 @@ class FrameDataset(Dataset):
     @property
     def task_factors(self) -> tuple[str, ...]:
         """The factors the SeekAvoid task needs (see :data:`envs.seekavoid.TASK_FACTORS`)."""
-        from envs.seekavoid import TASK_FACTORS
+        from envs.seekavoid.env import TASK_FACTORS
 
         return tuple(n for n in TASK_FACTORS if n in self.factor_names)
 
     def probe_rows(self) -> dict[str, np.ndarray]:
         """Per factor, the frames in which it is visible (:func:`envs.seekavoid.observable_rows`)."""
-        from envs.seekavoid import observable_rows
+        from envs.seekavoid.env import observable_rows
 
         return observable_rows(self.factors, self.factor_names)
 

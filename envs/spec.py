@@ -44,6 +44,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from envs.moved import current_name
 from envs.wrappers import FrameResize, apply_wrapper, check_wrapper_spec
 
 #: the gymnasium id of the env every stage makes: :func:`make_domains_env` (registered by ``import envs``)
@@ -326,7 +327,7 @@ def provider_of(env_id: str) -> Provider:
     """The provider of ``env_id`` (the generic one unless registered)."""
     p = _PROVIDERS.get(env_id, Provider)
     if isinstance(p, str):
-        module, _, name = p.partition(":")
+        module, _, name = current_name(p).partition(":")
         p = getattr(importlib.import_module(module), name)
     return p(env_id)
 

@@ -59,7 +59,7 @@ class SeekAvoidFactors(FactorDataset):
     def env(self):
         """The one env used for rendering (built on first use)."""
         if self._env is None:
-            from envs.seekavoid import SeekAvoidEnv
+            from envs.seekavoid.env import SeekAvoidEnv
 
             self._env = SeekAvoidEnv(domain="A-default", layout="choice", obs_size=self.obs_size)
             self._env.reset(seed=0)

@@ -74,12 +74,12 @@ class SeekAvoidProvider(Provider):
         return d.to_dict() if d is not None and not spec.wrappers else spec.to_dict()
 
     def factor_names(self) -> tuple[str, ...]:
-        from envs.seekavoid import SeekAvoidEnv
+        from envs.seekavoid.env import SeekAvoidEnv
 
         return tuple(SeekAvoidEnv.FACTOR_NAMES)
 
     def revision(self) -> Any:
-        from envs.seekavoid import RENDER_REVISION
+        from envs.seekavoid.env import RENDER_REVISION
 
         return RENDER_REVISION
 

@@ -130,8 +130,8 @@ def test_run_rejects_bad_evaluation_domains_before_training(tmp_path, capsys, do
 
 def test_policy_key_changes_with_the_env_render_revision(tmp_path, monkeypatch):
     # policies trained on frames rendered by an older (fixed) env must retrain, not be reused
-    import envs.seekavoid
+    import envs.seekavoid.env
 
     default = _policy_stage_name(tmp_path, monkeypatch, [])
-    monkeypatch.setattr(envs.seekavoid, "RENDER_REVISION", envs.seekavoid.RENDER_REVISION + 1)
+    monkeypatch.setattr(envs.seekavoid.env, "RENDER_REVISION", envs.seekavoid.env.RENDER_REVISION + 1)
     assert _policy_stage_name(tmp_path, monkeypatch, []) != default

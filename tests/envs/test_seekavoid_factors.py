@@ -64,3 +64,24 @@ def test_out_of_range_factors_name_the_factor(data):
 def test_factor_values_are_physical(data):
     v = data.factor_values(BASE[None])
     assert v["object"][0] == "A-good" and v["lateral"][0] == 0.0 and v["floor"][0] == "default"
+
+
+def test_a_grid_cache_written_before_seekavoid_became_a_package_is_reused_not_re_rendered(tmp_path, monkeypatch):
+    # darla before issue #17 kept this dataset in envs/seekavoid_factors.py, and the cache's sidecar names the class
+    import json
+
+    from envs.factors import grid_cache_key, grid_dataset
+
+    data = envs.factor_dataset("seekavoid-factors", obs_size=8)
+    cache = tmp_path / "seekavoid-factors_8.npy"
+    grid = np.random.default_rng(0).integers(0, 256, (data.num_combinations, 8, 8, 3), dtype=np.uint8)
+    np.save(cache, grid)
+    old_key = {**grid_cache_key(data), "class": "envs.seekavoid_factors.SeekAvoidFactors"}
+    assert grid_cache_key(data)["class"] == "envs.seekavoid.factors.SeekAvoidFactors"
+    (tmp_path / "seekavoid-factors_8.npy.json").write_text(json.dumps(old_key))
+
+    def render(factors):
+        raise AssertionError("the old cache was judged stale and re-rendered")
+
+    monkeypatch.setattr(data, "images", render)
+    np.testing.assert_array_equal(grid_dataset(data, cache_file=cache, progress=False).grid_images, grid)

@@ -228,3 +228,22 @@ def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch
     with pytest.raises(ValueError, match="domain 'd': env 'CarRacing-v3' needs a package that is not installed.*"
                                          "pip install 'darla\\[box2d\\]'"):
         DomainSpec("d", "CarRacing-v3").make_env()
+
+
+def test_old_module_paths_resolve_to_where_the_modules_live_now():
+    from envs.moved import current_name
+    from envs.seekavoid.provider import SeekAvoidProvider
+    from envs.spec import _PROVIDERS, provider_of, register_provider
+
+    assert current_name("envs.seekavoid_factors.SeekAvoidFactors") == "envs.seekavoid.factors.SeekAvoidFactors"
+    assert current_name("envs.seekavoid_provider:SeekAvoidProvider") == "envs.seekavoid.provider:SeekAvoidProvider"
+    assert current_name("envs.domains:get_domain") == "envs.seekavoid.domains:get_domain"
+    for same in ("envs.seekavoid.factors.SeekAvoidFactors", "envs.seekavoid:SeekAvoidEnv", "my_pkg.envs:MyEnv"):
+        assert current_name(same) == same
+    saved = dict(_PROVIDERS)
+    try:
+        register_provider("test/OldProvider-v0", "envs.seekavoid_provider:SeekAvoidProvider")
+        assert isinstance(provider_of("test/OldProvider-v0"), SeekAvoidProvider)
+    finally:
+        _PROVIDERS.clear()
+        _PROVIDERS.update(saved)
