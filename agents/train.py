@@ -527,11 +527,17 @@ class StackedObservation(gym.Wrapper):
         return stacked[0].copy(), reward, terminated, truncated, info
 
 
+def _normalize_stats_of(meta: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    """The policy's VecNormalize statistics (latent mode only) and whether they normalise the stacked vector
+    (``False``: a policy saved before the stack-first order, whose statistics normalise each step)."""
+    stats = meta.get("normalize_stats") if meta["mode"] == "latent" else None
+    return stats, stats is None or stats.get("stacked", True)
+
+
 def wrap_env(env: gym.Env, meta: dict[str, Any]) -> gym.Env:
     """Wrap a single env of frames as the policy of ``meta`` (from :func:`load_policy`) expects:
     latents, normalised, stacked — as in training."""
-    stats = meta.get("normalize_stats") if meta["mode"] == "latent" else None
-    stacked_stats = stats is None or stats.get("stacked", True)  # False: a policy saved before the stack-first order
+    stats, stacked_stats = _normalize_stats_of(meta)
     if meta["mode"] == "latent":
         env = LatentObservation(env, meta["vision_model"])
         if stats is not None and not stacked_stats:
@@ -546,8 +552,7 @@ def wrap_env(env: gym.Env, meta: dict[str, Any]) -> gym.Env:
 def wrap_vec_env(venv: VecEnv, meta: dict[str, Any]) -> VecEnv:
     """Wrap a VecEnv of frames as the policy of ``meta`` (from :func:`load_policy`) expects, with SB3's
     own wrappers (``VecNormalize`` frozen: ``training=False``, ``norm_reward=False``)."""
-    stats = meta.get("normalize_stats") if meta["mode"] == "latent" else None
-    stacked_stats = stats is None or stats.get("stacked", True)  # False: a policy saved before the stack-first order
+    stats, stacked_stats = _normalize_stats_of(meta)
 
     def frozen_normalize(v: VecEnv) -> VecNormalize:
         v = VecNormalize(v, training=False, norm_obs=True, norm_reward=False, clip_obs=stats["clip_obs"],

@@ -12,13 +12,12 @@ from darla.config import dump_config, load_config, parse_yaml, resolve_device
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from darla.pipeline import run_pipeline
+    from darla.pipeline import check_policy_config, run_pipeline
 
     config = load_config(args.config, args.overrides)
-    from darla.pipeline import check_policy_config
-
-    check_policy_config(config)  # policy.algo against the env's action space (makes one env for dqn, sac, ...)
     if args.print_config:
+        # the policy.algo vs action-space check that run_pipeline makes first (it makes one env for dqn, sac, ...)
+        check_policy_config(config)
         print(dump_config(config), end="")
         return 0
     report = run_pipeline(config, args.out, progress=not args.quiet, stage_root=args.stage_root)

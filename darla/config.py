@@ -305,17 +305,17 @@ def _validate_factor_models(config: RunConfig) -> None:
         return
     if name == "disbm" and config.vision.model_config.get("manifold_weight", 1.0) == 0:
         return  # no correspondence pairs: a plain boltzmann machine on the frames
-    alt = "use ae, dae, vae, beta_vae, beta_vae_dae, beta_tcvae, factor_vae, cci_vae or infogan" + \
-        (", or disbm with vision.model_config.manifold_weight=0" if name != "disbm" else "")
-    off = ", or set vision.model_config.manifold_weight=0 (no correspondence pairs)" if name == "disbm" else ""
+    fix = "use ae, dae, vae, beta_vae, beta_vae_dae, beta_tcvae, factor_vae, cci_vae or infogan" + (
+        ", or set vision.model_config.manifold_weight=0 (no correspondence pairs)" if name == "disbm"
+        else ", or disbm with vision.model_config.manifold_weight=0")
     if config.env.id != DEFAULT_ENV_ID:
         raise ConfigError(f"config field 'vision.model' = {name!r} is invalid for env.id {config.env.id!r}: "
                           f"{name} learns from SeekAvoid's ground-truth factors (seekavoid-factors) and this env "
-                          f"has none; {alt}{off}")
+                          f"has none; {fix}")
     if config.env.channels != 3:
         raise ConfigError(f"config field 'vision.model' = {name!r} is invalid with env.channels "
                           f"{config.env.channels}: {name} learns from seekavoid-factors, which renders RGB; set "
-                          f"env.channels=3, or {alt}{off}")
+                          f"env.channels=3, or {fix}")
 
 
 def _check_model_config(config: RunConfig, name: str, values: dict[str, Any], field_name: str) -> None:
