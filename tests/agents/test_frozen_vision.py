@@ -99,7 +99,8 @@ def test_latent_vec_env_encodes_terminal_observation(tiny_checkpoint, tiny_env_f
     ref = vision.load(tiny_checkpoint)
     with torch.no_grad():
         expected = ref.features(vision.to_tensor(np.stack([i["terminal_observation"] for i in infos_raw]))).numpy()
-    np.testing.assert_array_equal(term, expected)
+    # encoded in one batch with the reset frames (4 rows) against 2 here: BLAS may reorder sums
+    np.testing.assert_allclose(term, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_wrapping_frames_of_the_wrong_size_names_both_sizes(tiny_checkpoint, tiny_env_fn):
