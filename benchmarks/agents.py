@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import torch  # noqa: E402
 
 import vision  # noqa: E402
 from agents.train import ALGO_DEFAULTS, train_policy  # noqa: E402
+from darla.machine import describe  # noqa: E402
 from vision.checkpoint import atomic_write_bytes  # noqa: E402
 
 MODES = ("latent", "extractor", "pixels")
@@ -96,8 +96,7 @@ def run(steps: int, obs_size: int, n_envs: int, out: Path) -> dict:
         "results": results,
         "ratios": ratios,
         "goal": "latent_vs_extractor >= 2",
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
-                    "torch": torch.__version__, "platform": platform.platform()},
+        "machine": {**describe(), "torch_threads": torch.get_num_threads()},
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     atomic_write_bytes(out, json.dumps(report, indent=2).encode())

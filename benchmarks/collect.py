@@ -42,6 +42,7 @@ import miniworld  # noqa: E402,F401  (registers MiniWorld-OneRoom-v0)
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402,F401
+from darla.machine import describe  # noqa: E402
 
 RESULT = Path(__file__).resolve().parent / "results" / "collect.json"
 
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_before": load_before,
         "load_average_after": list(os.getloadavg()),
         "python": platform.python_version(),
+        "machine": describe(),
         "raw_miniworld_oneroom": raw,
         "seekavoid_single_env": single,
         "collect_frames": parallel,

@@ -20,11 +20,12 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from darla.machine import describe
 
 os.environ.setdefault("PYGLET_HEADLESS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as darla's CLI; before torch
@@ -195,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         report["vision"] = vision_throughput(args.device, obs_size, sizes["batch"], sizes["vision_steps"])
         report["ppo"], latent = policy_throughput(args.device, sizes["ppo_steps"], obs_size, n_envs, tmp)
         report["evaluation"] = evaluation_throughput(latent, args.device, sizes["episodes"])
-    report["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__,
-                         "cuda": torch.version.cuda, "platform": platform.platform()}
+    report["machine"] = {**describe(), "cuda": torch.version.cuda}
     report["time"] = time.strftime("%Y-%m-%d %H:%M:%S")
     from vision.checkpoint import atomic_write_bytes
 

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import vision  # noqa: E402
+from darla.machine import describe  # noqa: E402
 from vision.checkpoint import atomic_write_bytes  # noqa: E402
 from vision.train import cpu_has_fast_bf16, train_vision  # noqa: E402
 
@@ -133,7 +134,7 @@ def main() -> None:
     data = FrameDataset(args.data)
     result = {"frames": list(data.frames.shape), "steps": args.steps, "dae_steps": args.dae_steps,
               "seeds": args.seeds, "log_every": args.log_every, "torch_threads": torch.get_num_threads(),
-              "cpu_fast_bf16": cpu_has_fast_bf16(), "models": {}}
+              "cpu_fast_bf16": cpu_has_fast_bf16(), "machine": describe(), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         dae_dir = None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -33,6 +32,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from darla.machine import describe
 
 RESULT = Path(__file__).resolve().parent / "results" / "run.json"
 GOALS = {"minutes": 10.0, "peak_rss_gib": 4.0, "source_mean": 0.9}
@@ -158,8 +159,7 @@ def measure(out: Path, overrides: list[str]) -> dict:
             "peak_rss_gib": max(peak_gib, tree_gib) <= GOALS["peak_rss_gib"],
             "source_mean": source is not None and source >= GOALS["source_mean"],
         },
-        "machine": {"cpus": cores, "python": platform.python_version(), "load_average_before": load_before,
-                    "load_average_after": os.getloadavg()},
+        "machine": {**describe(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
