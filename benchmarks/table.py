@@ -25,14 +25,24 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _machine(result: dict) -> str:
+    """The CPU a result was measured on (``darla.machine.describe``); older JSONs did not record it."""
+    m = result.get("machine") or {}
+    if not m.get("cpu_model"):
+        return "not recorded"
+    flags = [f for f in ("amx_bf16", "avx512_bf16") if f in m.get("cpu_flags", [])]
+    return f"{m['cpu_model']}, {m.get('cpus', '?')} cores" + (f" ({', '.join(flags)})" if flags else "")
+
+
 def table() -> str:
-    rows = ["| benchmark | darla | plain alternative | ratio | goal | command |", "|---|---|---|---:|---|---|"]
+    rows = ["| benchmark | darla | plain alternative | ratio | goal | command | machine |",
+            "|---|---|---|---:|---|---|---|"]
     c = _load("collect")
     if c:
         rows.append(f"| stage-1 collection, 64×64 | `darla collect` 2 workers: {c['collect_frames']['fps']:,.0f} frames/s "
                     f"| one SeekAvoid env in-process: {c['seekavoid_single_env']['fps']:,.0f} frames/s "
                     f"(raw miniworld OneRoom: {c['raw_miniworld_oneroom']['fps']:,.0f}) | {c['ratio']:.2f}× | ≥ 1.6× "
-                    f"| `python benchmarks/collect.py` |")
+                    f"| `python benchmarks/collect.py` | {_machine(c)} |")
     v = _load("vision")
     if v:
         b = v["beta_vae_dae"]
@@ -40,17 +50,17 @@ def table() -> str:
                     f"| `train_vision`: {b['train_vision_images_per_s']:,.0f} images/s "
                     f"| loop before #16: {b['old_images_per_s']:,.0f} images/s; bare PyTorch loop: "
                     f"{b['bare_images_per_s']:,.0f} | {b['ratio_vs_old']:.2f}× vs old | ≥ 1,000 images/s "
-                    f"| `python benchmarks/vision.py` |")
+                    f"| `python benchmarks/vision.py` | {_machine(v)} |")
         zoo = "; ".join(f"{m} {z['train_vision_images_per_s']:,.0f} ({z['ratio']:.2f}×)" for m, z in v["zoo"].items())
         rows.append(f"| vision training, each zoo model | images/s (vs loop before #16): {zoo} | loop before #16 "
-                    f"| – | faster | `python benchmarks/vision.py` |")
+                    f"| – | faster | `python benchmarks/vision.py` | {_machine(v)} |")
     a = _load("agents")
     if a:
         r = a["results"]
         rows.append(f"| PPO env steps/s, SeekAvoid 64×64 | latent VecEnv: {r['latent']['steps_per_s']:,.0f} "
                     f"| frozen extractor: {r['extractor']['steps_per_s']:,.0f}; pixels CnnPolicy: "
                     f"{r['pixels']['steps_per_s']:,.0f} | {a['ratios']['latent_vs_extractor']:.2f}× vs extractor "
-                    f"| ≥ 2× vs extractor | `python benchmarks/agents.py` |")
+                    f"| ≥ 2× vs extractor | `python benchmarks/agents.py` | {_machine(a)} |")
     pp = (a or {}).get("pipeline")
     if pp:
         r, q = pp["results"], pp["ratios"]
@@ -60,7 +70,7 @@ def table() -> str:
                     f"| before (2 threads, passive OpenMP): {r['pipeline_before']['steps_per_s']:,.0f}; "
                     f"bare benchmark setup (2 threads, spinning OpenMP): {r['bare']['steps_per_s']:,.0f} "
                     f"| {q['pipeline_dummy_vs_pipeline_before']:.2f}× vs before (subproc {q['subproc_vs_dummy']:.2f}× "
-                    f"vs dummy) | > before | `python benchmarks/agents.py` (shared machine, {pp['time'][:10]}) |")
+                    f"vs dummy) | > before | `python benchmarks/agents.py` (shared machine, {pp['time'][:10]}) | {_machine(a)} |")
     run = _load("run")
     if run:
         util = f", CPU {run['cpu_utilisation']:.0%} of all cores" if "cpu_utilisation" in run else ""
@@ -69,7 +79,7 @@ def table() -> str:
                     f"{run['peak_rss_gib']:.2f} GiB{util}, source return {run['source_mean']:.2f}, target "
                     f"{run['target_mean']:.2f} | – | – | ≤ {goals.get('minutes', 10):g} min, "
                     f"≤ {goals.get('peak_rss_gib', 4):g} GiB, source ≥ {goals.get('source_mean', 0.9):g} "
-                    f"| `python benchmarks/run.py` |")
+                    f"| `python benchmarks/run.py` | {_machine(run)} |")
     return "\n".join(rows)
 
 
