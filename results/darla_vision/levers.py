@@ -61,14 +61,14 @@ TABLE_START = "<!-- levers-table:start (written by levers.py; edits inside are o
 TABLE_END = "<!-- levers-table:end -->"
 
 
-def stage_frames(work: Path):
+def stage_frames(work: Path, progress: bool = True):
     """The frames stage 1 of ``darla run`` collects with the default config (its own resumable stage)."""
     from darla.config import load_config
     from darla.pipeline import collect_stage
     from envs.frames import FrameDataset
 
     config = load_config(None)
-    stage, _ = collect_stage(config, work)
+    stage, _ = collect_stage(config, work, progress=progress)
     return FrameDataset(stage.dir / "data")
 
 
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if not args.table_only:
         import envs
-        frames = stage_frames(args.work)
+        frames = stage_frames(args.work, progress=not args.no_progress)
         grid = envs.grid_dataset(envs.factor_dataset("seekavoid-factors", obs_size=64),
                                  cache_file=args.work / "seekavoid-factors-64.npy", progress=not args.no_progress)
         slice_data = source_slice(grid)
