@@ -1,0 +1,64 @@
+"""results/darla_vision/levers.py: the source-only slice it selects on, and the table it writes."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.scripts import load_script
+
+NAMES = ("floor", "wall", "object", "lateral", "depth", "heading", "light")
+SIZES = (3, 3, 4, 5, 3, 3, 3)
+
+
+@pytest.fixture(scope="module")
+def levers():
+    return load_script("results/darla_vision/levers.py", "darla_vision_levers")
+
+
+def fake_grid():
+    from envs.factors import all_factor_combinations
+
+    combos = all_factor_combinations(SIZES)
+    # each image's first pixel holds its floor and wall index, so the test can see which rows were kept
+    images = np.zeros((len(combos), 4, 4, 3), np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = combos[:, 0], combos[:, 1]
+    return SimpleNamespace(factor_sizes=SIZES, factor_names=NAMES, grid_images=images)
+
+
+def test_source_slice_is_the_default_room_with_every_other_factor_crossed(levers):
+    images, factors = levers.source_slice(fake_grid())
+    assert len(images) == 4 * 5 * 3 * 3 * 3 == 540
+    assert (images[:, 0, 0, :2] == 0).all()  # floor = wall = default (style 0) in every kept image
+    assert factors.shape == (540, len(levers.SLICE_FACTORS))
+    assert len({tuple(r) for r in factors}) == 540  # fully crossed: every combination once
+    assert [len(np.unique(factors[:, k])) for k in range(5)] == [4, 5, 3, 3, 3]
+
+
+def point(run, steps, mig, seed=0):
+    return {"run": run, "seed": seed, "steps": steps, "overrides": {"beta": 0.1} if run == "beta0.1" else {},
+            "dae_steps": 1500, "train_seconds_this_leg": 200.0,
+            "source_slice": {"mig": {"mig": mig}, "dci": {"disentanglement": 0.3}},
+            "source_probe": {"good_dist": 0.9, "good_angle": None, "pair": 0.8},
+            "active_latents": 12, "grid": {"mig": {"mig": 0.1}, "dci": {"disentanglement": 0.25},
+                                           "factor_vae": {"eval_accuracy": 0.5}}}
+
+
+def test_table_orders_runs_as_declared_and_rewrites_only_between_markers(levers, tmp_path):
+    (tmp_path / "levers").mkdir()
+    for p in (point("beta0.1", 4000, 0.21), point("base", 8000, 0.15), point("base", 4000, 0.11)):
+        (tmp_path / "levers" / f"{p['run']}__s0__{p['steps']}.json").write_text(json.dumps(p))
+    (tmp_path / "README.md").write_text(f"before\n{levers.TABLE_START}\nstale\n{levers.TABLE_END}\nafter\n")
+    levers.write_table(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "stale" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| base") or line.startswith("| beta")]
+    assert [r.split("|")[1].strip() + "@" + r.split("|")[4].strip() for r in rows] == \
+        ["base@4000", "base@8000", "beta0.1@4000"]
+    assert "| beta=0.1 |" in rows[2] and "| 0.21 |" in rows[2] and "| – |" in rows[0]  # None shows as –
+
+
+def test_unknown_run_is_refused_before_any_work(levers, tmp_path):
+    with pytest.raises(SystemExit, match="unknown run"):
+        levers.main(["--runs", "base,nope", "--work", str(tmp_path / "w"), "--out", str(tmp_path)])
+    assert not (tmp_path / "w").exists()
