@@ -2,7 +2,8 @@
 
 Every lever run trains DARLA's vision exactly as stage 1 of ``darla run`` does (its collected frames:
 20,000 random-policy frames of the source split; ``train_vision`` with precision auto and workers auto)
-and changes one setting of the default. Each run is scored at each length of its schedule (training is
+and changes one setting of the default; the pixel baselines (VAE, β-VAE: the protocol's amendment) train
+on the same frames at the same budget. Each run is scored at each length of its schedule (training is
 resumed from the last length, so 4k → 8k costs 4k more steps) with
 
 * the **selection signal**, from source-domain images only: MIG and DCI disentanglement on the
@@ -19,7 +20,7 @@ whose JSON exists, and resumes an interrupted training from its last checkpoint)
 ``<out>/README.md`` between the ``levers-table`` markers. Run from the repository root::
 
     python results/darla_vision/levers.py                     # every lever, seed 0
-    python results/darla_vision/levers.py --runs base,beta0.1 --seeds 0,1,2
+    python results/darla_vision/levers.py --runs base --seeds 1,2 --max-steps 8000
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("PYGLET_HEADLESS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as darla's CLI; before torch
@@ -43,15 +45,28 @@ sys.path.insert(0, str(REPO))
 
 log = logging.getLogger("results.darla_vision")
 
-#: name → (β-VAE_DAE config overrides, DAE steps, lengths scored). One lever changed from ``base`` each.
-RUNS: dict[str, tuple[dict, int, tuple[int, ...]]] = {
-    "base": ({}, 1500, (4000, 8000)),               # the default of darla run (β 1, J = conv 4, 32 latents)
-    "beta0.1": ({"beta": 0.1}, 1500, (4000,)),       # β on the feature error: its scale is not the pixels'
-    "dae_layer2": ({"dae_layer": 2}, 1500, (4000,)),  # J = conv 2 (32×16×16 features) instead of conv 4 (64×4×4)
-    "dae_layer3": ({"dae_layer": 3}, 1500, (4000,)),  # J = conv 3 (64×8×8)
-    "beta4": ({"beta": 4.0}, 1500, (4000,)),
-    "latents10": ({"latents": 10}, 1500, (4000,)),
-    "dae5000": ({}, 5000, (4000,)),                  # the DAE's own length
+class Lever(NamedTuple):
+    """One run of the search: what it changes from ``base`` and the lengths at which it is scored."""
+
+    overrides: dict  # config overrides of ``model``
+    dae_steps: int | None  # the frozen DAE's own length (``None``: a pixel model, no DAE)
+    lengths: tuple[int, ...]  # vision steps at which the run is scored (each resumed from the last)
+    model: str = "beta_vae_dae"
+
+
+#: One lever changed from ``base`` each. The protocol's first table, then its amendment (README.md).
+RUNS: dict[str, Lever] = {
+    # the default of darla run (β 1, J = conv 4, 32 latents); 16k and 32k: the amendment (length won)
+    "base": Lever({}, 1500, (4000, 8000, 16000, 32000)),
+    "beta0.1": Lever({"beta": 0.1}, 1500, (4000,)),       # β on the feature error: its scale is not the pixels'
+    "dae_layer2": Lever({"dae_layer": 2}, 1500, (4000,)),  # J = conv 2 (32×16×16 features) instead of conv 4 (64×4×4)
+    "dae_layer3": Lever({"dae_layer": 3}, 1500, (4000,)),  # J = conv 3 (64×8×8)
+    "beta4": Lever({"beta": 4.0}, 1500, (4000,)),
+    "latents10": Lever({"latents": 10}, 1500, (4000,)),
+    "dae5000": Lever({}, 5000, (4000,)),                   # the DAE's own length
+    # amendment: the pixel baselines on the same frames and budget (zoo defaults: VAE β 1, β-VAE β 4)
+    "vae": Lever({}, None, (4000, 8000), model="vae"),
+    "beta_vae": Lever({}, None, (4000, 8000), model="beta_vae"),
 }
 #: the factors of the source slice (floor and wall are fixed there)
 SLICE_FACTORS = ("object", "lateral", "depth", "heading", "light")
@@ -130,24 +145,28 @@ def _active_latents(model, images: np.ndarray) -> int:
     return int((torch.stack(kl).mean(0) > 0.01).sum())
 
 
-def run_one(name: str, seed: int, frames, work: Path, out: Path, grid, slice_data, progress: bool) -> None:
+def run_one(name: str, seed: int, frames, work: Path, out: Path, grid, slice_data, progress: bool,
+            max_steps: int | None = None) -> None:
     from vision.train import train_vision
 
-    overrides, dae_steps, lengths = RUNS[name]
-    dae_dir = train_vision("dae", frames, work / f"dae-{dae_steps}-s{seed}", steps=dae_steps, seed=seed,
-                           lr=5e-4, config={"latents": 100}, probe=False, progress=progress, precision="auto",
-                           workers="auto")
+    lever = RUNS[name]
+    config = dict(lever.overrides)
+    if lever.dae_steps is not None:
+        dae_dir = train_vision("dae", frames, work / f"dae-{lever.dae_steps}-s{seed}", steps=lever.dae_steps,
+                               seed=seed, lr=5e-4, config={"latents": 100}, probe=False, progress=progress,
+                               precision="auto", workers="auto")
+        config["dae_checkpoint"] = str(dae_dir)
     run_dir = work / f"{name}-s{seed}"
-    for steps in lengths:
+    for steps in lengths_of(name, max_steps):
         dest = out / "levers" / f"{name}__s{seed}__{steps}.json"
         if dest.exists():
             continue
         t0 = time.perf_counter()
-        model_dir = train_vision("beta_vae_dae", frames, run_dir, steps=steps, seed=seed, lr=5e-4, batch_size=64,
-                                 config={**overrides, "dae_checkpoint": str(dae_dir)}, progress=progress,
-                                 precision="auto", workers="auto")
+        model_dir = train_vision(lever.model, frames, run_dir, steps=steps, seed=seed, lr=5e-4, batch_size=64,
+                                 config=config, progress=progress, precision="auto", workers="auto")
         train_s = time.perf_counter() - t0
-        result = {"run": name, "seed": seed, "steps": steps, "overrides": overrides, "dae_steps": dae_steps,
+        result = {"run": name, "model": lever.model, "seed": seed, "steps": steps, "overrides": lever.overrides,
+                  "dae_steps": lever.dae_steps,
                   "train_seconds_this_leg": round(train_s, 1), **score(model_dir, run_dir, grid, slice_data, seed)}
         from darla.machine import describe
         from vision.checkpoint import atomic_write_bytes
@@ -160,6 +179,11 @@ def run_one(name: str, seed: int, frames, work: Path, out: Path, grid, slice_dat
                  result["grid"]["mig"]["mig"], result["grid"]["dci"]["disentanglement"])
 
 
+def lengths_of(name: str, max_steps: int | None = None) -> tuple[int, ...]:
+    """The lengths at which run ``name`` is scored, up to ``max_steps`` (``None``: all of them)."""
+    return tuple(n for n in RUNS[name].lengths if max_steps is None or n <= max_steps)
+
+
 def table(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted((out / "levers").glob("*.json"))]
     rows.sort(key=lambda r: (list(RUNS).index(r["run"]) if r["run"] in RUNS else 99, r["steps"], r["seed"]))
@@ -170,7 +194,10 @@ def table(out: Path) -> str:
     for r in rows:
         p = r["source_probe"]
         change = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "—"
-        if r["dae_steps"] != 1500:
+        model = r.get("model", "beta_vae_dae")  # points scored before the amendment are all β-VAE_DAE
+        if model != "beta_vae_dae":
+            change = f"{model} on pixels (zoo default)" if change == "—" else f"{model} on pixels, {change}"
+        elif r["dae_steps"] != 1500:
             change += f" (DAE {r['dae_steps']} steps)"
 
         def f(v):
@@ -203,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "darla_vision")
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--table-only", action="store_true", help="rewrite the README table from the JSONs")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="score each run only at its lengths up to this many steps (e.g. 8000 for extra seeds)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -219,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         slice_data = source_slice(grid)
         for seed in seeds:
             for name in names:
-                run_one(name, seed, frames, args.work, args.out, grid, slice_data, not args.no_progress)
+                run_one(name, seed, frames, args.work, args.out, grid, slice_data, not args.no_progress,
+                        max_steps=args.max_steps)
                 write_table(args.out)
     write_table(args.out)
 

@@ -35,8 +35,9 @@ def test_source_slice_is_the_default_room_with_every_other_factor_crossed(levers
     assert [len(np.unique(factors[:, k])) for k in range(5)] == [4, 5, 3, 3, 3]
 
 
-def point(run, steps, mig, seed=0):
-    return {"run": run, "seed": seed, "steps": steps, "overrides": {"beta": 0.1} if run == "beta0.1" else {},
+def point(run, steps, mig, seed=0, model=None):
+    extra = {} if model is None else {"model": model}  # points from before the amendment have no "model"
+    return {**extra, "run": run, "seed": seed, "steps": steps, "overrides": {"beta": 0.1} if run == "beta0.1" else {},
             "dae_steps": 1500, "train_seconds_this_leg": 200.0,
             "source_slice": {"mig": {"mig": mig}, "dci": {"disentanglement": 0.3}},
             "source_probe": {"good_dist": 0.9, "good_angle": None, "pair": 0.8},
@@ -46,16 +47,25 @@ def point(run, steps, mig, seed=0):
 
 def test_table_orders_runs_as_declared_and_rewrites_only_between_markers(levers, tmp_path):
     (tmp_path / "levers").mkdir()
-    for p in (point("beta0.1", 4000, 0.21), point("base", 8000, 0.15), point("base", 4000, 0.11)):
+    for p in (point("beta0.1", 4000, 0.21), point("vae", 4000, 0.3, model="vae"), point("base", 8000, 0.15),
+              point("base", 4000, 0.11)):
         (tmp_path / "levers" / f"{p['run']}__s0__{p['steps']}.json").write_text(json.dumps(p))
     (tmp_path / "README.md").write_text(f"before\n{levers.TABLE_START}\nstale\n{levers.TABLE_END}\nafter\n")
     levers.write_table(tmp_path)
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "stale" not in text
-    rows = [line for line in text.splitlines() if line.startswith("| base") or line.startswith("| beta")]
+    rows = [line for line in text.splitlines() if line.startswith(("| base", "| beta", "| vae"))]
     assert [r.split("|")[1].strip() + "@" + r.split("|")[4].strip() for r in rows] == \
-        ["base@4000", "base@8000", "beta0.1@4000"]
+        ["base@4000", "base@8000", "beta0.1@4000", "vae@4000"]
     assert "| beta=0.1 |" in rows[2] and "| 0.21 |" in rows[2] and "| – |" in rows[0]  # None shows as –
+    assert "| vae on pixels (zoo default) |" in rows[3] and "| — |" in rows[0]
+
+
+def test_max_steps_keeps_the_short_lengths_and_pixel_baselines_need_no_dae(levers):
+    assert levers.lengths_of("base") == levers.RUNS["base"].lengths
+    assert levers.lengths_of("base", 8000) == (4000, 8000)
+    assert levers.lengths_of("base", 3999) == ()
+    assert all((lever.dae_steps is None) == (lever.model != "beta_vae_dae") for lever in levers.RUNS.values())
 
 
 def test_unknown_run_is_refused_before_any_work(levers, tmp_path):
