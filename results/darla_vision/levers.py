@@ -59,8 +59,10 @@ RUNS: dict[str, Lever] = {
     # the default of darla run (β 1, J = conv 4, 32 latents); 16k and 32k: the amendment (length won)
     "base": Lever({}, 1500, (4000, 8000, 16000, 32000)),
     "beta0.1": Lever({"beta": 0.1}, 1500, (4000,)),       # β on the feature error: its scale is not the pixels'
-    "dae_layer2": Lever({"dae_layer": 2}, 1500, (4000,)),  # J = conv 2 (32×16×16 features) instead of conv 4 (64×4×4)
+    # J = conv 2 (32×16×16 features) instead of conv 4 (64×4×4); 8k and 16k: amendment 2
+    "dae_layer2": Lever({"dae_layer": 2}, 1500, (4000, 8000, 16000)),
     "dae_layer3": Lever({"dae_layer": 3}, 1500, (4000,)),  # J = conv 3 (64×8×8)
+    "dae_layer1": Lever({"dae_layer": 1}, 1500, (4000,)),  # J = conv 1 (32×32×32): amendment 2
     "beta4": Lever({"beta": 4.0}, 1500, (4000,)),
     "latents10": Lever({"latents": 10}, 1500, (4000,)),
     "dae5000": Lever({}, 5000, (4000,)),                   # the DAE's own length
