@@ -28,6 +28,42 @@ def representation_of(model, batch_size: int = 256, device: str = "cpu") -> Call
     return represent
 
 
+def kl_per_latent(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+    """Mean KL(q(z_j|x) ‖ N(0, 1)) per latent ``(latents,)`` over ``images``, or ``None`` for models
+    whose ``encode`` is not a Gaussian ``(mu, logvar)``."""
+    import torch
+
+    import vision
+
+    mus, logvars = [], []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            post = model.encode(vision.to_tensor(images[i:i + batch_size]))
+            if not (isinstance(post, tuple) and len(post) == 2):
+                return None
+            mus.append(post[0].double().numpy())
+            logvars.append(post[1].double().numpy())
+    mu, logvar = np.concatenate(mus), np.concatenate(logvars)
+    return (0.5 * (mu ** 2 + np.exp(logvar) - 1.0 - logvar)).mean(axis=0)
+
+
+def udr_of_checkpoints(images: np.ndarray, checkpoints, seed: int = 0) -> dict:
+    """UDR (Duan et al. 2020) of several checkpoints (e.g. the seeds of one setting) on the same
+    ``images``: Lasso similarity, latents with mean KL ≤ 0.01 left out when every model is Gaussian (the
+    paper's filter). Observations only, never factors: usable for model selection."""
+    import vision
+    from vision.metrics import udr_from_codes
+
+    codes, kls = [], []
+    for ckpt in checkpoints:
+        model = vision.load(ckpt)
+        codes.append(representation_of(model)(images))
+        kls.append(kl_per_latent(model, images))
+    kl = None if any(k is None for k in kls) else kls
+    return udr_from_codes(codes, kl=kl, seed=seed)
+
+
 #: Factor datasets with at most this many combinations are rendered once as a grid for the metrics.
 GRID_LIMIT = 50_000
 

@@ -29,6 +29,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -135,16 +136,9 @@ def score(model_dir: Path, run_dir: Path, grid, slice_data, seed: int) -> dict:
 
 def _active_latents(model, images: np.ndarray) -> int:
     """Latents whose mean KL over ``images`` exceeds 0.01 nats (the UDR filter's threshold)."""
-    import torch
+    from darla.metrics import kl_per_latent
 
-    import vision
-
-    with torch.no_grad():
-        kl = []
-        for i in range(0, len(images), 256):
-            mu, logvar = model.encode(vision.to_tensor(images[i:i + 256]))
-            kl.append((0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)).mean(0))
-    return int((torch.stack(kl).mean(0) > 0.01).sum())
+    return int((kl_per_latent(model, images) > 0.01).sum())
 
 
 def run_one(name: str, seed: int, frames, work: Path, out: Path, grid, slice_data, progress: bool,
@@ -167,6 +161,9 @@ def run_one(name: str, seed: int, frames, work: Path, out: Path, grid, slice_dat
         model_dir = train_vision(lever.model, frames, run_dir, steps=steps, seed=seed, lr=5e-4, batch_size=64,
                                  config=config, progress=progress, precision="auto", workers="auto")
         train_s = time.perf_counter() - t0
+        keep = run_dir / f"model-{steps}"  # the next length resumes into model/; UDR needs this one
+        if not keep.exists():
+            shutil.copytree(model_dir, keep)
         result = {"run": name, "model": lever.model, "seed": seed, "steps": steps, "overrides": lever.overrides,
                   "dae_steps": lever.dae_steps,
                   "train_seconds_this_leg": round(train_s, 1), **score(model_dir, run_dir, grid, slice_data, seed)}
@@ -181,17 +178,47 @@ def run_one(name: str, seed: int, frames, work: Path, out: Path, grid, slice_dat
                  result["grid"]["mig"]["mig"], result["grid"]["dci"]["disentanglement"])
 
 
+def udr_point(name: str, steps: int, seeds: list[int], frames, work: Path, out: Path,
+               num_points: int = 1000) -> dict:
+    """UDR (Duan et al. 2020) across the ``seeds`` of run ``name`` at ``steps``, on ``num_points`` collected
+    source frames (seeded): unsupervised, so a selection signal. Written to ``levers/udr__<run>__<steps>.json``."""
+    from darla.machine import describe
+    from darla.metrics import udr_of_checkpoints
+    from vision.checkpoint import atomic_write_bytes
+
+    if len(seeds) < 2:
+        raise SystemExit(f"--udr needs at least 2 seeds (--seeds), got {seeds}")
+    ckpts = [work / f"{name}-s{seed}" / f"model-{steps}" for seed in seeds]
+    missing = [str(c) for c in ckpts if not (c / "config.json").exists()]
+    if missing:
+        raise SystemExit(f"--udr {name}@{steps}: no checkpoint at {', '.join(missing)}; train those points first "
+                         f"(python results/darla_vision/levers.py --runs {name} --seeds {','.join(map(str, seeds))})")
+    pick = np.random.default_rng([steps, 2020]).choice(len(frames.frames), num_points, replace=False)
+    result = udr_of_checkpoints(np.asarray(frames.frames[np.sort(pick)]), ckpts, seed=0)
+    result.update(run=name, steps=steps, seeds=seeds, num_points=num_points, data="collected source frames",
+                  machine=describe())
+    dest = out / "levers" / f"udr__{name}__{steps}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest, json.dumps(result, indent=2, default=float).encode())
+    log.info("%s: UDR %s (seeds %s)", dest.name, [round(v, 3) for v in result["model_scores"]], seeds)
+    return result
+
+
 def lengths_of(name: str, max_steps: int | None = None) -> tuple[int, ...]:
     """The lengths at which run ``name`` is scored, up to ``max_steps`` (``None``: all of them)."""
     return tuple(n for n in RUNS[name].lengths if max_steps is None or n <= max_steps)
 
 
 def table(out: Path) -> str:
-    rows = [json.loads(p.read_text()) for p in sorted((out / "levers").glob("*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted((out / "levers").glob("*__s*__*.json"))]
+    udr = {}  # (run, steps, seed) → that seed's UDR score against the other seeds
+    for p in sorted((out / "levers").glob("udr__*.json")):
+        u = json.loads(p.read_text())
+        udr.update({(u["run"], u["steps"], seed): v for seed, v in zip(u["seeds"], u["model_scores"])})
     rows.sort(key=lambda r: (list(RUNS).index(r["run"]) if r["run"] in RUNS else 99, r["steps"], r["seed"]))
     head = ("| run | change | seed | steps | slice MIG | slice DCI dis. | probe good_dist | probe good_angle | "
-            "probe pair | active latents | grid MIG | grid DCI dis. | grid FactorVAE | train s |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            "probe pair | active latents | UDR | grid MIG | grid DCI dis. | grid FactorVAE | train s |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         p = r["source_probe"]
@@ -207,7 +234,8 @@ def table(out: Path) -> str:
         lines.append(
             f"| {r['run']} | {change} | {r['seed']} | {r['steps']} | {f(r['source_slice']['mig']['mig'])} | "
             f"{f(r['source_slice']['dci']['disentanglement'])} | {f(p.get('good_dist'))} | {f(p.get('good_angle'))} | "
-            f"{f(p.get('pair'))} | {r['active_latents']} | {f(r['grid']['mig']['mig'])} | "
+            f"{f(p.get('pair'))} | {r['active_latents']} | {f(udr.get((r['run'], r['steps'], r['seed'])))} | "
+            f"{f(r['grid']['mig']['mig'])} | "
             f"{f(r['grid']['dci']['disentanglement'])} | {f(r['grid']['factor_vae']['eval_accuracy'])} | "
             f"{r['train_seconds_this_leg']:.0f} |")
     return "\n".join(lines)
@@ -234,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table-only", action="store_true", help="rewrite the README table from the JSONs")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="score each run only at its lengths up to this many steps (e.g. 8000 for extra seeds)")
+    parser.add_argument("--udr", metavar="RUN@STEPS", default=None,
+                        help="UDR across --seeds of RUN at STEPS (trained points only), e.g. base@8000")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -242,7 +272,13 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown run(s) {unknown}; choose from {', '.join(RUNS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    if not args.table_only:
+    if args.udr:
+        run, _, steps = args.udr.partition("@")
+        if run not in RUNS or not steps.isdigit():
+            raise SystemExit(f"--udr takes RUN@STEPS with RUN one of {', '.join(RUNS)}, got {args.udr!r}")
+        udr_point(run, int(steps), seeds, stage_frames(args.work, progress=not args.no_progress), args.work,
+                  args.out)
+    elif not args.table_only:
         import envs
         frames = stage_frames(args.work, progress=not args.no_progress)
         grid = envs.grid_dataset(envs.factor_dataset("seekavoid-factors", obs_size=64),

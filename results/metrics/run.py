@@ -101,27 +101,6 @@ def load_dataset(name: str, cache_dir: Path, num_images: int, image_size: int = 
     raise ValueError(f"unknown dataset '{name}'; valid: {', '.join(DATASETS)}")
 
 
-# -- representations -----------------------------------------------------------------------------
-def kl_per_latent(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
-    """Mean KL(q(z_j|x) ‖ N(0, 1)) per latent ``(latents,)`` over ``images``, or ``None`` for models
-    whose ``encode`` is not a Gaussian ``(mu, logvar)``."""
-    import torch
-
-    import vision
-
-    mus, logvars = [], []
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            post = model.encode(vision.to_tensor(images[i:i + batch_size]))
-            if not (isinstance(post, tuple) and len(post) == 2):
-                return None
-            mus.append(post[0].double().numpy())
-            logvars.append(post[1].double().numpy())
-    mu, logvar = np.concatenate(mus), np.concatenate(logvars)
-    return (0.5 * (mu ** 2 + np.exp(logvar) - 1.0 - logvar)).mean(axis=0)
-
-
 # -- one run -------------------------------------------------------------------------------------
 def run_settings(args: argparse.Namespace, dataset: str, model: str, seed: int, num_images: int) -> dict:
     """Everything that decides a run's numbers; a stored JSON with other settings is recomputed."""
@@ -180,7 +159,7 @@ def train_and_score(args: argparse.Namespace, dataset: str, data, images: np.nda
                     seed: int) -> dict:
     """Train (or reuse) one model, score it with the supervised metrics (or reuse the JSON); return the record."""
     import vision
-    from darla.metrics import memoised_representation, representation_of
+    from darla.metrics import kl_per_latent, memoised_representation, representation_of
     from envs import GridFactorDataset
     from vision.metrics import FAST_PARAMS, evaluate_metrics
     from vision.train import train_vision
@@ -252,20 +231,12 @@ def _checkpoint_matches(record: dict, settings: dict) -> bool:
 def udr_of_seeds(data, records: list[dict], seed: int = 0, num_points: int = 1000) -> dict:
     """UDR (Duan et al. 2020) across the seeds of one model: the same ``num_points`` images encoded by
     each, Lasso similarity, latents with KL ≤ 0.01 left out (the paper's filter)."""
-    import vision
-    from darla.metrics import representation_of
-    from vision.metrics import udr_from_codes
+    from darla.metrics import udr_of_checkpoints
 
     rng = np.random.default_rng([seed, 2020])
     images = data.images(data.sample_factors(num_points, rng))
-    codes, kls = [], []
-    for record in records:
-        ckpt = Path(record["checkpoint"])
-        model = vision.load(ckpt if ckpt.is_absolute() else REPO / ckpt)
-        codes.append(representation_of(model)(images))
-        kls.append(kl_per_latent(model, images))
-    kl = None if any(k is None for k in kls) else kls
-    result = udr_from_codes(codes, kl=kl, seed=seed)
+    ckpts = [Path(r["checkpoint"]) if Path(r["checkpoint"]).is_absolute() else REPO / r["checkpoint"] for r in records]
+    result = udr_of_checkpoints(images, ckpts, seed=seed)
     result["seeds"] = [r["settings"]["seed"] for r in records]
     return result
 

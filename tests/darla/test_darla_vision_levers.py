@@ -50,6 +50,9 @@ def test_table_orders_runs_as_declared_and_rewrites_only_between_markers(levers,
     for p in (point("beta0.1", 4000, 0.21), point("vae", 4000, 0.3, model="vae"), point("base", 8000, 0.15),
               point("base", 4000, 0.11)):
         (tmp_path / "levers" / f"{p['run']}__s0__{p['steps']}.json").write_text(json.dumps(p))
+    # a UDR file of base@8000 over seeds 0 and 3: its seed-0 score lands in base@8000's row only
+    (tmp_path / "levers" / "udr__base__8000.json").write_text(json.dumps(
+        {"run": "base", "steps": 8000, "seeds": [3, 0], "model_scores": [0.11, 0.47], "udr": 0.29}))
     (tmp_path / "README.md").write_text(f"before\n{levers.TABLE_START}\nstale\n{levers.TABLE_END}\nafter\n")
     levers.write_table(tmp_path)
     text = (tmp_path / "README.md").read_text()
@@ -59,6 +62,19 @@ def test_table_orders_runs_as_declared_and_rewrites_only_between_markers(levers,
         ["base@4000", "base@8000", "beta0.1@4000", "vae@4000"]
     assert "| beta=0.1 |" in rows[2] and "| 0.21 |" in rows[2] and "| – |" in rows[0]  # None shows as –
     assert "| vae on pixels (zoo default) |" in rows[3] and "| — |" in rows[0]
+    assert "| 12 | 0.47 |" in rows[1] and "| 12 | – |" in rows[0]  # UDR column, after active latents
+
+
+def test_udr_refuses_missing_checkpoints_and_a_single_seed_before_any_work(levers, tmp_path):
+    with pytest.raises(SystemExit, match="at least 2 seeds"):
+        levers.udr_point("base", 8000, [0], frames=None, work=tmp_path, out=tmp_path)
+    (tmp_path / "base-s0" / "model-8000").mkdir(parents=True)
+    (tmp_path / "base-s0" / "model-8000" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"base-s1/model-8000.*--runs base --seeds 0,1"):
+        levers.udr_point("base", 8000, [0, 1], frames=None, work=tmp_path, out=tmp_path)
+    with pytest.raises(SystemExit, match="RUN@STEPS"):
+        levers.main(["--udr", "base8000", "--work", str(tmp_path / "w"), "--out", str(tmp_path)])
+    assert not (tmp_path / "levers").exists() and not (tmp_path / "w").exists()
 
 
 def test_max_steps_keeps_the_short_lengths_and_pixel_baselines_need_no_dae(levers):
