@@ -70,6 +70,7 @@ def _hook_worker(rank, world, init_file, out):
     p.grad = torch.full((3,), float(rank + 1))
     opt.step()
     out[rank] = p.detach()
+    torch.distributed.barrier()  # as vision.train: no rank leaves the group while another still uses it
     torch.distributed.destroy_process_group()
 
 
