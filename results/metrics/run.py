@@ -139,6 +139,12 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def _absolute(path: str | Path) -> Path:
+    """A path stored by :func:`_relative`, back as an absolute path (relative ones are under the repository)."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO / path
+
+
 def write_json(path: Path, payload: dict) -> None:
     from vision.checkpoint import atomic_write_bytes
 
@@ -220,8 +226,7 @@ def _checkpoint_matches(record: dict, settings: dict) -> bool:
     directory is shared by runs with other ``--out``, which may have trained it further)."""
     from vision.checkpoint import CheckpointError, read_meta
 
-    ckpt = Path(record.get("checkpoint", ""))
-    ckpt = ckpt if ckpt.is_absolute() else REPO / ckpt
+    ckpt = _absolute(record.get("checkpoint", ""))
     try:
         return read_meta(ckpt).get("extra", {}).get("train", {}).get("steps") == settings["steps"]
     except CheckpointError:  # missing or unreadable checkpoint
@@ -235,8 +240,7 @@ def udr_of_seeds(data, records: list[dict], seed: int = 0, num_points: int = 100
 
     rng = np.random.default_rng([seed, 2020])
     images = data.images(data.sample_factors(num_points, rng))
-    ckpts = [Path(r["checkpoint"]) if Path(r["checkpoint"]).is_absolute() else REPO / r["checkpoint"] for r in records]
-    result = udr_of_checkpoints(images, ckpts, seed=seed)
+    result = udr_of_checkpoints(images, [_absolute(r["checkpoint"]) for r in records], seed=seed)
     result["seeds"] = [r["settings"]["seed"] for r in records]
     return result
 
